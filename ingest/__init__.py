@@ -1,0 +1,1 @@
+"""Debezium change events from Kafka into DuckLake staging tables, exactly once."""

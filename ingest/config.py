@@ -1,0 +1,216 @@
+"""Ingester configuration: `profiles/ingest.yml`, one section per target, overridable from the environment.
+
+Precedence (last wins): the YAML section of the target, then `INGEST_*` environment variables.
+`${VAR}` and `${VAR:-default}` in YAML values are expanded from the environment. Secrets (any key that
+names a password, secret, token or private key) may only come from the environment: a literal secret in
+the YAML file is refused, so nobody commits one by accident.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ENV_PREFIX = "INGEST_"
+SECRET_KEY_PATTERN = re.compile(r"(password|secret|token|private|credential|sasl\.oauthbearer\.config)", re.I)
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+REDACTED = "***"
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message says what to change."""
+
+
+class BatchSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_events: int = Field(10_000, gt=0, description="close a micro-batch after this many events")
+    max_ms: int = Field(500, gt=0, description="close a micro-batch after this many milliseconds")
+
+
+class LakeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    catalog: str = Field(
+        "embedded",
+        description="'embedded' (a PostgreSQL the project runs itself) or a libpq connection string",
+    )
+    data_path: str = Field(".lake/data", description="where DuckLake writes Parquet files (path or URL)")
+    state_dir: str = Field(".lake", description="local state: embedded catalog, extensions, broker, locks")
+    catalog_database: str = Field("lake", description="database of the embedded catalog")
+    commit_retries: int = Field(8, ge=0, description="attempts for a conflicting lake commit")
+
+
+class KafkaSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    embedded: bool = Field(False, description="start the development broker (Tansu) if it is not running")
+    topic_partitions: int = Field(1, gt=0, description="partitions of topics the project creates itself")
+    client: dict[str, str] = Field(default_factory=dict, description="librdkafka settings, passed through")
+
+    @field_validator("client", mode="before")
+    @classmethod
+    def _stringify(cls, value: Mapping[str, Any]) -> dict[str, str]:
+        return {str(k): _librdkafka_value(v) for k, v in (value or {}).items()}
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.client.get("bootstrap.servers", "")
+
+
+class IngestSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    target: str = "dev"
+    project_dir: Path = Field(default_factory=Path.cwd)
+    topics: str = Field(r"^dbserver1\.", description="regular expression of the topics to consume")
+    group_id: str = Field("cdc-ingest", description="consumer group, used only to report lag to the broker")
+    skip_heartbeats: bool = True
+    skip_schema_changes: bool = True
+    metrics_port: int | None = None
+    log_format: str = "text"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+
+    def path(self, value: str) -> Path:
+        """A configured path, relative to the project directory unless absolute."""
+        p = Path(value)
+        return p if p.is_absolute() else self.project_dir / p
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path(self.lake.state_dir)
+
+    @property
+    def data_path(self) -> str:
+        if "://" in self.lake.data_path:
+            return self.lake.data_path
+        return str(self.path(self.lake.data_path)).rstrip("/") + "/"
+
+    @property
+    def extension_dir(self) -> Path:
+        return self.state_dir / "extensions"
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with every secret replaced, for logs and `ingest status`."""
+        return redact(self.model_dump(mode="json"))
+
+
+def _librdkafka_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def find_project_dir(start: Path | None = None) -> Path:
+    """The nearest directory at or above `start` holding `profiles/ingest.yml` (else `start`)."""
+    explicit = os.environ.get("CDC_PROJECT_DIR")
+    if explicit:
+        return Path(explicit).resolve()
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "profiles" / "ingest.yml").is_file():
+            return candidate
+    return here
+
+
+def expand_env(value: Any, environ: Mapping[str, str]) -> Any:
+    """Expand `${VAR}` / `${VAR:-default}` in every string of a YAML tree."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set (referenced in ingest.yml)")
+
+        return _ENV_REF.sub(substitute, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, environ) for v in value]
+    return value
+
+
+def refuse_literal_secrets(tree: Any, path: str = "") -> None:
+    """Raise if a secret-looking key carries a literal value instead of a `${VAR}` reference."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            here = f"{path}.{key}" if path else str(key)
+            if SECRET_KEY_PATTERN.search(str(key)) and isinstance(value, str) and value:
+                if not _ENV_REF.fullmatch(value.strip()):
+                    raise ConfigError(
+                        f"{here} holds a literal secret in ingest.yml; write it as ${{SOME_ENV_VAR}} "
+                        "and set that variable in the environment"
+                    )
+            refuse_literal_secrets(value, here)
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`INGEST_BATCH__MAX_EVENTS=5` -> {batch: {max_events: 5}}; `INGEST_KAFKA__SASL_PASSWORD` ->
+    {kafka: {client: {sasl.password: ...}}} (librdkafka keys use dots where the variable has underscores)."""
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "INGEST_TARGET":
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if parts[0] == "kafka" and len(parts) == 2 and parts[1] not in KafkaSettings.model_fields:
+            tree.setdefault("kafka", {}).setdefault("client", {})[parts[1].replace("_", ".")] = value
+            continue
+        node = tree
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return tree
+
+
+def deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(
+    target: str | None = None,
+    project_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> IngestSettings:
+    """Read `profiles/ingest.yml` for `target` (default: $INGEST_TARGET or dev) and apply overrides."""
+    environ = os.environ if environ is None else environ
+    project = (project_dir or find_project_dir()).resolve()
+    target = target or environ.get("INGEST_TARGET", "dev")
+    config_file = project / "profiles" / "ingest.yml"
+    raw: dict[str, Any] = {}
+    if config_file.is_file():
+        document = yaml.safe_load(config_file.read_text()) or {}
+        if target not in document:
+            raise ConfigError(f"target '{target}' is not in {config_file} (targets: {', '.join(document)})")
+        raw = document[target] or {}
+    refuse_literal_secrets(raw)
+    tree = deep_merge(expand_env(raw, environ), env_overrides(environ))
+    tree = deep_merge(tree, overrides or {})
+    tree.update(target=target, project_dir=project)
+    try:
+        return IngestSettings.model_validate(tree)
+    except ValueError as error:
+        raise ConfigError(f"{config_file} (target {target}): {error}") from error
+
+
+def redact(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {
+            k: (REDACTED if SECRET_KEY_PATTERN.search(str(k)) and v else redact(v)) for k, v in tree.items()
+        }
+    if isinstance(tree, list):
+        return [redact(v) for v in tree]
+    return tree

@@ -1,0 +1,84 @@
+"""The DuckLake lake: offline extension set-up, connections with the lake attached, SQL identifier quoting.
+
+Every process (ingester, dbt, `ingest sql`) attaches the same lake as `lake`. DuckDB never downloads here:
+the official extension builds come from PyPI wheels and are installed once into a project-local directory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+
+import duckdb
+
+from ingest.catalog import EmbeddedCatalog
+from ingest.config import IngestSettings
+
+log = logging.getLogger(__name__)
+
+LAKE = "lake"
+EXTENSIONS = {"ducklake": "duckdb_extension_ducklake", "postgres_scanner": "duckdb_extension_postgres_scanner"}
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier for DuckDB; identifiers from events always pass through here."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def qualified(schema: str, table: str) -> str:
+    return f"{LAKE}.{quote_ident(schema)}.{quote_ident(table)}"
+
+
+def install_extensions(extension_dir: Path) -> None:
+    """Install the DuckLake and PostgreSQL extensions from their PyPI wheels (idempotent, offline)."""
+    version = duckdb.__version__
+    if all(any(extension_dir.glob(f"v{version}/*/{name}.duckdb_extension")) for name in EXTENSIONS):
+        return
+    extension_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(config={"extension_directory": str(extension_dir), "autoinstall_known_extensions": False})
+    try:
+        for name, package in EXTENSIONS.items():
+            module = importlib.import_module(package)
+            source = Path(module.__file__).parent / "extensions" / f"v{version}" / f"{name}.duckdb_extension"
+            con.execute(f"install {quote_literal(str(source))}")
+    finally:
+        con.close()
+
+
+def catalog_dsn(settings: IngestSettings) -> str:
+    """The libpq connection string of the catalog, starting the embedded one if this target uses it."""
+    if settings.lake.catalog == "embedded":
+        return EmbeddedCatalog(settings.state_dir, settings.lake.catalog_database).start()
+    return settings.lake.catalog
+
+
+def attach_sql(settings: IngestSettings, dsn: str) -> str:
+    return (
+        f"attach if not exists {quote_literal('ducklake:postgres:' + dsn)} as {LAKE} "
+        f"(data_path {quote_literal(settings.data_path)})"
+    )
+
+
+def connection_config(settings: IngestSettings) -> dict[str, str]:
+    return {
+        "extension_directory": str(settings.extension_dir),
+        "autoinstall_known_extensions": "false",
+        "autoload_known_extensions": "true",
+    }
+
+
+def connect(settings: IngestSettings) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the lake attached as `lake` and the staging schema present."""
+    install_extensions(settings.extension_dir)
+    if "://" not in settings.lake.data_path:
+        Path(settings.data_path).mkdir(parents=True, exist_ok=True)
+    dsn = catalog_dsn(settings)
+    con = duckdb.connect(config=connection_config(settings))
+    con.execute(attach_sql(settings, dsn))
+    con.execute(f"use {LAKE}")
+    return con
