@@ -1,0 +1,140 @@
+"""A micro-batch: decoded records grouped for landing, plus the offsets they advance. Pure, no I/O.
+
+Change rows are kept per staging table in segments: consecutive rows that share one column layout (one
+Connect schema version, or a compatible set of inferred columns). A schema change inside a batch starts a new
+segment, so the sink can evolve the table between two inserts of the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from ingest.decode import ChangeRow, Decoded, DeadLetter, MessageRecord, RawRecord, Skipped, TransactionRecord
+from ingest.typemap import ColumnType, TableSchema
+
+UTC_US = pa.timestamp("us", tz="UTC")
+UTC_MS = pa.timestamp("ms", tz="UTC")
+
+
+@dataclass
+class Segment:
+    table: str
+    mode: str
+    columns: dict[str, ColumnType]
+    rows: list[ChangeRow] = field(default_factory=list)
+    key_columns: list[str] | None = None
+    schema: TableSchema | None = None  # the shared Connect schema version, for connect segments
+
+    def accepts(self, row: ChangeRow) -> bool:
+        """Whether `row` can join this segment (widening the inferred column set if needed)."""
+        if row.schema.mode != self.mode:
+            return False
+        if self.mode == "connect":
+            return row.schema is self.schema
+        merged = dict(self.columns)
+        for column in row.schema.columns:
+            current = merged.get(column.name)
+            if current is None:
+                merged[column.name] = column
+            elif current.duckdb_type != column.duckdb_type:
+                unified = _unify_inferred(current, column)
+                if unified is None:
+                    return False
+                merged[column.name] = unified
+        self.columns = merged
+        return True
+
+
+def _unify_inferred(a: ColumnType, b: ColumnType) -> ColumnType | None:
+    types = {a.duckdb_type, b.duckdb_type}
+    if types == {"BIGINT", "DOUBLE"}:
+        return a if a.duckdb_type == "DOUBLE" else b
+    return None
+
+
+@dataclass
+class Batch:
+    batch_id: int
+    segments: dict[str, list[Segment]] = field(default_factory=dict)
+    transactions: list[TransactionRecord] = field(default_factory=list)
+    messages: list[MessageRecord] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    size: int = 0
+    change_rows: int = 0
+
+    def add(self, decoded: Decoded) -> None:
+        record = decoded.record
+        self.next_offsets[(record.topic, record.partition)] = record.offset + 1
+        self.size += 1
+        if isinstance(decoded, ChangeRow):
+            self._add_row(decoded)
+        elif isinstance(decoded, TransactionRecord):
+            self.transactions.append(decoded)
+        elif isinstance(decoded, MessageRecord):
+            self.messages.append(decoded)
+        elif isinstance(decoded, DeadLetter):
+            self.dead_letters.append(decoded)
+        elif isinstance(decoded, Skipped):
+            self.skipped[decoded.reason] = self.skipped.get(decoded.reason, 0) + 1
+
+    def advance(self, record: RawRecord) -> None:
+        """Count a record that is consumed but not landed (already landed before a restart)."""
+        self.next_offsets[(record.topic, record.partition)] = record.offset + 1
+
+    def _add_row(self, row: ChangeRow) -> None:
+        self.change_rows += 1
+        segments = self.segments.setdefault(row.table, [])
+        if not segments or not segments[-1].accepts(row):
+            columns = {c.name: c for c in row.schema.columns}
+            segments.append(Segment(row.table, row.schema.mode, columns, schema=row.schema))
+        segment = segments[-1]
+        segment.rows.append(row)
+        if row.key_columns is not None and segment.key_columns is None:
+            segment.key_columns = row.key_columns
+
+    @property
+    def empty(self) -> bool:
+        return self.size == 0
+
+
+# ------------------------------------------------------------------------------------ Arrow building
+def _text(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def segment_arrow(segment: Segment, batch_id: int) -> pa.Table:
+    """The segment's rows as an Arrow table: source columns in transport types, then metadata."""
+    rows = segment.rows
+    arrays: dict[str, pa.Array] = {}
+    for name, column in segment.columns.items():
+        values = [row.values.get(name) for row in rows]
+        if column.duckdb_type == "VARCHAR" and segment.mode == "inferred":
+            values = [_text(v) for v in values]
+        arrays[name] = pa.array(values, type=column.arrow_type)
+    arrays.update(_metadata_arrays(rows, batch_id))
+    return pa.table(arrays)
+
+
+def _metadata_arrays(rows: list[ChangeRow], batch_id: int) -> dict[str, pa.Array]:
+    return {
+        "_cdc_op": pa.array([r.op for r in rows], pa.string()),
+        "_cdc_deleted": pa.array([r.op == "d" for r in rows], pa.bool_()),
+        "_cdc_source_ts": pa.array([r.source_ts_us for r in rows], UTC_US),
+        "_cdc_lsn": pa.array([r.lsn for r in rows], pa.int64()),
+        "_cdc_tx_id": pa.array([r.tx_id for r in rows], pa.string()),
+        "_cdc_snapshot": pa.array([r.snapshot for r in rows], pa.bool_()),
+        "_cdc_unavailable_columns": pa.array([r.unavailable for r in rows], pa.list_(pa.string())),
+        "_kafka_topic": pa.array([r.record.topic for r in rows], pa.string()),
+        "_kafka_partition": pa.array([r.record.partition for r in rows], pa.int32()),
+        "_kafka_offset": pa.array([r.record.offset for r in rows], pa.int64()),
+        "_kafka_timestamp": pa.array([r.record.timestamp_ms for r in rows], UTC_MS),
+        "_batch_id": pa.array([batch_id] * len(rows), pa.int64()),
+    }

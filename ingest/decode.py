@@ -1,0 +1,339 @@
+"""Kafka records to decoded events: pure logic, no I/O.
+
+`Decoder.decode(record)` returns exactly one of: a `ChangeRow` (lands in a staging table), a
+`TransactionRecord`, a `MessageRecord`, a `Skipped` record (tombstones, heartbeats, schema-change topics) or a
+`DeadLetter` with the reason. It never raises for bad input: whatever the bytes, the caller gets a result.
+
+The schema half of a `schemas.enable=true` value is the same bytes for every event of a table version, so it
+is parsed once and cached by those bytes; only the payload half is parsed per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from ingest.envelope import (
+    UNAVAILABLE_VALUE,
+    UNAVAILABLE_VALUE_BASE64,
+    ChangeEvent,
+    ConnectSchema,
+    LogicalMessage,
+    TransactionEvent,
+)
+from ingest.typemap import (
+    ColumnType,
+    TableSchema,
+    TypeMappingError,
+    infer_column,
+    key_columns_from_connect,
+    table_schema_from_connect,
+)
+
+METADATA_COLUMNS = (
+    "_cdc_op",
+    "_cdc_deleted",
+    "_cdc_source_ts",
+    "_cdc_lsn",
+    "_cdc_tx_id",
+    "_cdc_snapshot",
+    "_cdc_unavailable_columns",
+    "_kafka_topic",
+    "_kafka_partition",
+    "_kafka_offset",
+    "_kafka_timestamp",
+    "_batch_id",
+    "_ingested_at",
+)
+_RESERVED = {name.lower() for name in METADATA_COLUMNS}
+_SCHEMA_PREFIX = b'{"schema":'
+_PAYLOAD_MARK = b',"payload":'
+_MAX_CACHED_SCHEMAS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A Kafka record as the consumer hands it over (nothing parsed yet)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes | None]] | None = None
+    timestamp_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicKind:
+    kind: str  # data | transaction | message | heartbeat | schema_change
+    table: str | None = None  # staging table name, for data topics
+
+
+@dataclass(slots=True)
+class ChangeRow:
+    record: RawRecord
+    table: str
+    schema: TableSchema
+    values: dict[str, Any]  # converted to the Arrow transport type of `schema`'s columns
+    op: str
+    source_ts_us: int | None
+    lsn: int | None
+    tx_id: str | None
+    snapshot: bool
+    unavailable: list[str]
+    source_schema: str | None
+    source_table: str | None
+    key_columns: list[str] | None  # set on the first event of a table version only
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRecord:
+    record: RawRecord
+    event: TransactionEvent
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    record: RawRecord
+    message: LogicalMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    record: RawRecord
+    reason: str  # tombstone | heartbeat | schema_change
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    record: RawRecord
+    error: str
+
+
+Decoded = ChangeRow | TransactionRecord | MessageRecord | Skipped | DeadLetter
+
+
+class DecodeError(ValueError):
+    pass
+
+
+def classify_topic(topic: str) -> TopicKind:
+    """Debezium's topic naming: `<prefix>.<schema>.<table>` for data, `<prefix>.transaction`,
+    `<prefix>.message`, `__debezium-heartbeat.<prefix>`, and `<prefix>` alone for schema changes."""
+    if topic.startswith("__debezium-heartbeat"):
+        return TopicKind("heartbeat")
+    parts = topic.split(".")
+    if len(parts) == 1:
+        return TopicKind("schema_change")
+    if len(parts) == 2 and parts[1] in ("transaction", "message"):
+        return TopicKind(parts[1])
+    return TopicKind("data", "__".join(parts[1:]))
+
+
+def _is_unavailable(value: Any) -> bool:
+    if isinstance(value, str):
+        return value == UNAVAILABLE_VALUE or value == UNAVAILABLE_VALUE_BASE64
+    if isinstance(value, list) and len(value) == 1:
+        return _is_unavailable(value[0])
+    return False
+
+
+def _check_column_names(names: Sequence[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if not name:
+            raise DecodeError("a column has an empty name")
+        folded = name.lower()
+        if folded in _RESERVED:
+            raise DecodeError(f"column {name!r} collides with the ingester's metadata column")
+        if folded in seen:
+            raise DecodeError(f"column {name!r} differs from another column only by case")
+        if "\x00" in name:
+            raise DecodeError("a column name contains a NUL character")
+        seen.add(folded)
+
+
+def _error_text(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        parts = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in error.errors()[:5]]
+        return "envelope does not validate: " + "; ".join(parts)
+    return f"{type(error).__name__}: {error}"
+
+
+class Decoder:
+    """Decodes records; holds only caches (parsed schemas, inferred types), never results."""
+
+    def __init__(self, skip_heartbeats: bool = True, skip_schema_changes: bool = True) -> None:
+        self.skip_heartbeats = skip_heartbeats
+        self.skip_schema_changes = skip_schema_changes
+        self._connect_schemas: dict[bytes, TableSchema] = {}
+        self._inferred_schemas: dict[tuple[tuple[str, str], ...], TableSchema] = {}
+        self._inferred_columns: dict[tuple[str, type], ColumnType | None] = {}
+        self._table_versions: dict[str, TableSchema] = {}
+
+    # --------------------------------------------------------------------------------- entry point
+    def decode(self, record: RawRecord) -> Decoded:
+        try:
+            return self._decode(record)
+        except (DecodeError, TypeMappingError, ValidationError, ValueError, TypeError, KeyError) as error:
+            return DeadLetter(record, _error_text(error))
+        except RecursionError:
+            return DeadLetter(record, "value is nested too deeply to decode")
+
+    def _decode(self, record: RawRecord) -> Decoded:
+        kind = classify_topic(record.topic)
+        if kind.kind == "heartbeat" and self.skip_heartbeats:
+            return Skipped(record, "heartbeat")
+        if kind.kind == "schema_change" and self.skip_schema_changes:
+            return Skipped(record, "schema_change")
+        if record.value is None:
+            return Skipped(record, "tombstone")
+        schema_bytes, payload = self._split(record.value)
+        if payload is None:
+            return Skipped(record, "tombstone")
+        if not isinstance(payload, dict):
+            raise DecodeError(f"value is JSON {type(payload).__name__}, not an object")
+        if kind.kind == "transaction":
+            return TransactionRecord(record, TransactionEvent.model_validate(payload))
+        if kind.kind == "message":
+            return MessageRecord(record, LogicalMessage.model_validate(payload))
+        if kind.kind != "data" or kind.table is None:
+            raise DecodeError(f"records of {kind.kind} topics are not landed")
+        return self._change_row(record, kind.table, schema_bytes, payload)
+
+    # -------------------------------------------------------------------------------------- parsing
+    def _split(self, value: bytes) -> tuple[bytes | None, Any]:
+        """(schema bytes or None, parsed payload). Splits `{"schema":S,"payload":P}` without parsing S."""
+        if value.startswith(_SCHEMA_PREFIX) and value.endswith(b"}"):
+            mark = value.find(_PAYLOAD_MARK)
+            if mark > 0:
+                schema_bytes = value[len(_SCHEMA_PREFIX) : mark]
+                if schema_bytes in self._connect_schemas or self._parses(schema_bytes):
+                    return schema_bytes, orjson.loads(value[mark + len(_PAYLOAD_MARK) : -1])
+        try:
+            document = orjson.loads(value)
+        except orjson.JSONDecodeError as error:
+            raise DecodeError(f"value is not valid JSON: {error}") from None
+        if isinstance(document, dict) and set(document) == {"schema", "payload"}:
+            return orjson.dumps(document["schema"]), document["payload"]
+        return None, document
+
+    @staticmethod
+    def _parses(candidate: bytes) -> bool:
+        try:
+            orjson.loads(candidate)
+        except orjson.JSONDecodeError:
+            return False
+        return True
+
+    def _connect_schema(self, schema_bytes: bytes) -> TableSchema:
+        cached = self._connect_schemas.get(schema_bytes)
+        if cached is None:
+            envelope_schema = ConnectSchema.model_validate(orjson.loads(schema_bytes))
+            cached = table_schema_from_connect(envelope_schema)
+            _check_column_names([c.name for c in cached.columns])
+            if len(self._connect_schemas) >= _MAX_CACHED_SCHEMAS:
+                self._connect_schemas.clear()
+            self._connect_schemas[schema_bytes] = cached
+        return cached
+
+    # ---------------------------------------------------------------------------------- change rows
+    def _change_row(self, record: RawRecord, table: str, schema_bytes: bytes | None, payload: dict) -> ChangeRow:
+        event = ChangeEvent.model_validate(payload)
+        image = event.row
+        if image is None and event.op != "t":
+            raise DecodeError(f"op '{event.op}' event has no {'before' if event.op == 'd' else 'after'} image")
+        image = image or {}
+        schema = (
+            self._connect_schema(schema_bytes) if schema_bytes is not None else self._infer_schema(image)
+        )
+        values, unavailable = self._convert(schema, image)
+        key_columns = None
+        if self._table_versions.get(table) is not schema:
+            self._table_versions[table] = schema
+            key_columns = self._key_columns(record.key)
+        source = event.source
+        return ChangeRow(
+            record=record,
+            table=table,
+            schema=schema,
+            values=values,
+            op=event.op,
+            source_ts_us=source.commit_ts_us,
+            lsn=source.lsn,
+            tx_id=source.tx_id,
+            snapshot=source.is_snapshot,
+            unavailable=unavailable,
+            source_schema=source.source_schema,
+            source_table=source.table,
+            key_columns=key_columns,
+        )
+
+    @staticmethod
+    def _convert(schema: TableSchema, image: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        values: dict[str, Any] = {}
+        unavailable: list[str] = []
+        by_name = schema.by_name
+        for name, value in image.items():
+            column = by_name.get(name)
+            if column is None:
+                if schema.mode == "connect":
+                    raise DecodeError(f"column {name!r} is not in the event's schema")
+                continue  # inferred schemas leave out columns that are null
+            if value is None:
+                continue
+            if _is_unavailable(value):
+                unavailable.append(name)
+                continue
+            if column.convert is not None:
+                try:
+                    value = column.convert(value)
+                except (ValueError, TypeError, ArithmeticError) as error:
+                    raise TypeMappingError(f"column {name!r} ({column.source_type}): {error}") from None
+            values[name] = value
+        return values, unavailable
+
+    def _infer_schema(self, image: dict[str, Any]) -> TableSchema:
+        columns: list[ColumnType] = []
+        for name, value in image.items():
+            if value is None or _is_unavailable(value):
+                continue
+            cache_key = (name, type(value) if not isinstance(value, dict) else _dict_kind(value))
+            if cache_key not in self._inferred_columns:
+                self._inferred_columns[cache_key] = infer_column(name, value)
+            column = self._inferred_columns[cache_key]
+            if column is not None:
+                columns.append(column)
+        signature = tuple((c.name, c.duckdb_type) for c in columns)
+        schema = self._inferred_schemas.get(signature)
+        if schema is None:
+            _check_column_names(list(image))
+            schema = TableSchema(tuple(columns), mode="inferred")
+            if len(self._inferred_schemas) >= _MAX_CACHED_SCHEMAS:
+                self._inferred_schemas.clear()
+            self._inferred_schemas[signature] = schema
+        return schema
+
+    @staticmethod
+    def _key_columns(key: bytes | None) -> list[str]:
+        if key is None:
+            return []
+        try:
+            document = orjson.loads(key)
+        except orjson.JSONDecodeError:
+            return []
+        if isinstance(document, dict) and set(document) == {"schema", "payload"}:
+            if isinstance(document["schema"], dict):
+                return key_columns_from_connect(ConnectSchema.model_validate(document["schema"]))
+            document = document["payload"]
+        return [str(k) for k in document] if isinstance(document, dict) else []
+
+
+def _dict_kind(value: dict) -> type:
+    """Cache key for dict values: VariableScaleDecimal structs infer differently from other objects."""
+    return tuple if set(value) == {"scale", "value"} else dict

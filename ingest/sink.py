@@ -1,0 +1,468 @@
+"""Landing: one micro-batch into the lake's staging schema, atomically with the offsets it consumed.
+
+Per batch, in ONE DuckLake transaction: create or evolve staging tables, insert each table's rows, insert dead
+letters, quarantined events, transaction and message records, record schema changes, and append the next
+offset of every partition the batch read. A crash before COMMIT leaves nothing; after it, everything.
+Commit conflicts (another process wrote the catalog first) and catalog outages roll back and retry with
+exponential backoff; the in-memory view of the tables is only updated once a commit succeeded.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from ingest import deadletters, offsets
+from ingest.batch import UTC_MS, UTC_US, Batch, Segment, segment_arrow
+from ingest.decode import METADATA_COLUMNS, RawRecord
+from ingest.lake import LAKE, qualified, quote_ident, quote_literal
+from ingest.typemap import is_widening
+
+log = logging.getLogger(__name__)
+
+STAGING = "staging"
+TABLES_TABLE = f"{LAKE}.staging._cdc_tables"
+SCHEMA_CHANGES_TABLE = f"{LAKE}.staging._cdc_schema_changes"
+TRANSACTIONS_TABLE = f"{LAKE}.staging._cdc_transactions"
+MESSAGES_TABLE = f"{LAKE}.staging._cdc_messages"
+
+METADATA_DDL = {
+    "_cdc_op": "varchar not null",
+    "_cdc_deleted": "boolean not null",
+    "_cdc_source_ts": "timestamptz",
+    "_cdc_lsn": "bigint",
+    "_cdc_tx_id": "varchar",
+    "_cdc_snapshot": "boolean not null",
+    "_cdc_unavailable_columns": "varchar[]",
+    "_kafka_topic": "varchar not null",
+    "_kafka_partition": "integer not null",
+    "_kafka_offset": "bigint not null",
+    "_kafka_timestamp": "timestamptz",
+    "_batch_id": "bigint not null",
+    "_ingested_at": "timestamptz not null",
+}
+assert tuple(METADATA_DDL) == METADATA_COLUMNS
+
+_KAFKA_POSITION_DDL = """
+    _kafka_topic varchar not null,
+    _kafka_partition integer not null,
+    _kafka_offset bigint not null,
+    _batch_id bigint not null,
+    _ingested_at timestamptz not null"""
+
+BOOKKEEPING_DDL = (
+    f"create schema if not exists {LAKE}.{STAGING}",
+    offsets.OFFSETS_DDL,
+    deadletters.DEAD_LETTERS_DDL,
+    deadletters.QUARANTINE_DDL,
+    f"""create table if not exists {TABLES_TABLE} (
+    table_name varchar not null,
+    topic varchar not null,
+    source_schema varchar,
+    source_table varchar,
+    primary_key varchar[],
+    columns json not null,
+    schema_mode varchar not null,
+    quarantined varchar,
+    updated_at timestamptz not null
+)""",
+    f"""create table if not exists {SCHEMA_CHANGES_TABLE} (
+    table_name varchar not null,
+    change varchar not null,
+    column_name varchar,
+    old_type varchar,
+    new_type varchar,
+    batch_id bigint not null,
+    changed_at timestamptz not null
+)""",
+    f"""create table if not exists {TRANSACTIONS_TABLE} (
+    status varchar not null,
+    tx_id varchar not null,
+    id varchar not null,
+    event_count bigint,
+    data_collections json,
+    ts timestamptz,{_KAFKA_POSITION_DDL}
+)""",
+    f"""create table if not exists {MESSAGES_TABLE} (
+    prefix varchar not null,
+    content blob,
+    transactional boolean not null,
+    tx_id varchar,
+    lsn bigint,
+    source_ts timestamptz,{_KAFKA_POSITION_DDL}
+)""",
+)
+
+
+class LandingError(RuntimeError):
+    """A batch could not be committed after every retry."""
+
+
+@dataclass
+class TableEntry:
+    """What the ingester knows of one staging table; mirrored in `_cdc_tables`."""
+
+    table_name: str
+    topic: str
+    source_schema: str | None
+    source_table: str | None
+    primary_key: list[str] | None
+    columns: dict[str, dict[str, Any]]  # lower-cased name -> {name, type, source_type, optional}
+    schema_mode: str
+    quarantined: str | None = None
+    dirty: bool = False
+
+
+@dataclass
+class LakeState:
+    tables: dict[str, TableEntry] = field(default_factory=dict)
+
+    def copy(self) -> LakeState:
+        return copy.deepcopy(self)
+
+
+@dataclass
+class _Pending:
+    """Rows gathered while a batch is written, inserted at the end of its transaction."""
+
+    schema_changes: list[tuple[str, str, str | None, str | None, str | None]] = field(default_factory=list)
+    quarantine: list[tuple[str, RawRecord, str]] = field(default_factory=list)
+
+
+class LakeSink:
+    def __init__(self, connect: Callable[[], duckdb.DuckDBPyConnection], commit_retries: int = 8) -> None:
+        self._connect = connect
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self.commit_retries = commit_retries
+        self.state = LakeState()
+        self.commit_retry_count = 0
+        self.on_retry: Callable[[Exception, int], None] | None = None
+
+    # ----------------------------------------------------------------------------------- lifecycle
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            self._con = self._connect()
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def open(self) -> tuple[offsets.Positions, int]:
+        """Create the bookkeeping tables if needed; return the stored positions and the last batch id."""
+        return self._retrying("open the lake", self._open)
+
+    def _open(self) -> tuple[offsets.Positions, int]:
+        for ddl in BOOKKEEPING_DDL:
+            self.con.execute(ddl)
+        self.state = self._load_state()
+        return offsets.load_positions(self.con), offsets.last_batch_id(self.con)
+
+    def _load_state(self) -> LakeState:
+        state = LakeState()
+        rows = self.con.execute(
+            f"select table_name, topic, source_schema, source_table, primary_key, columns, schema_mode, "
+            f"quarantined from {TABLES_TABLE}"
+        ).fetchall()
+        for name, topic, schema, table, key, columns, mode, quarantined in rows:
+            described = {c["name"].lower(): c for c in orjson.loads(columns)}
+            state.tables[name] = TableEntry(name, topic, schema, table, key, described, mode, quarantined)
+        # The staging tables themselves are the truth for column types (a crash may have left a table
+        # without its _cdc_tables row, never the other way round: both commit together).
+        actual: dict[str, dict[str, str]] = {}
+        for table, column, data_type in self.con.execute(
+            "select table_name, column_name, data_type from duckdb_columns() "
+            f"where database_name = '{LAKE}' and schema_name = '{STAGING}' and not starts_with(table_name, '_')"
+        ).fetchall():
+            if column not in METADATA_DDL:
+                actual.setdefault(table, {})[column.lower()] = data_type
+        for table, columns in actual.items():
+            entry = state.tables.get(table)
+            if entry is None:
+                continue
+            for lower, data_type in columns.items():
+                entry.columns.setdefault(lower, {"name": lower, "source_type": None, "optional": True})
+                entry.columns[lower]["type"] = data_type
+        return state
+
+    # ------------------------------------------------------------------------------------- writing
+    def write(self, batch: Batch) -> None:
+        """Land the batch and its offsets in one transaction, retrying conflicts; raise LandingError."""
+        self._retrying(f"land batch {batch.batch_id}", lambda: self._write_once(batch))
+
+    def _retrying(self, what: str, action: Callable[[], Any]) -> Any:
+        for attempt in range(self.commit_retries + 1):
+            try:
+                return action()
+            except duckdb.Error as error:
+                self._rollback()
+                if attempt == self.commit_retries:
+                    raise LandingError(f"could not {what} after {attempt + 1} attempts: {error}") from error
+                self.commit_retry_count += 1
+                if self.on_retry is not None:
+                    self.on_retry(error, attempt + 1)
+                delay = min(30.0, 0.05 * 2**attempt) * (0.5 + random.random())
+                log.warning("could not %s (attempt %d): %s; retrying in %.2fs", what, attempt + 1, error, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _rollback(self) -> None:
+        if self._con is None:
+            return
+        try:
+            self._con.execute("rollback")
+        except duckdb.Error:
+            # The connection itself is gone (catalog restarted): reconnect on the next attempt.
+            self.close()
+
+    def _write_once(self, batch: Batch) -> None:
+        con = self.con
+        state = self.state.copy()
+        pending = _Pending()
+        con.execute("begin transaction")
+        for table, segments in batch.segments.items():
+            for segment in segments:
+                self._land_segment(con, state, pending, table, segment, batch.batch_id)
+        self._insert_failed(con, batch, pending)
+        self._insert_transactions(con, batch)
+        self._insert_messages(con, batch)
+        self._insert_schema_changes(con, pending, batch.batch_id)
+        self._upsert_table_entries(con, state)
+        self._insert(con, offsets.OFFSETS_TABLE, offsets.positions_arrow(batch.next_offsets, batch.batch_id),
+                     extra="now() as committed_at")
+        con.execute("commit")
+        for entry in state.tables.values():
+            entry.dirty = False
+        self.state = state
+
+    def prune_offsets(self) -> None:
+        self._retrying("prune stored offsets", lambda: self.con.execute(offsets.prune_sql()))
+
+    # ------------------------------------------------------------------------- staging tables
+    def _land_segment(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        state: LakeState,
+        pending: _Pending,
+        table: str,
+        segment: Segment,
+        batch_id: int,
+    ) -> None:
+        entry = state.tables.get(table)
+        if entry is not None and entry.quarantined:
+            pending.quarantine.extend((table, row.record, f"table is quarantined: {entry.quarantined}")
+                                      for row in segment.rows)
+            return
+        if entry is None:
+            entry = self._create_table(con, state, pending, table, segment)
+        else:
+            reason = self._evolve_table(con, entry, pending, segment)
+            if reason is not None:
+                log.error("quarantining staging.%s: %s", table, reason)
+                entry.quarantined = reason
+                entry.dirty = True
+                pending.schema_changes.append((table, "quarantine", None, None, reason))
+                pending.quarantine.extend((table, row.record, reason) for row in segment.rows)
+                return
+        if segment.key_columns is not None and entry.primary_key != segment.key_columns:
+            entry.primary_key = segment.key_columns
+            entry.dirty = True
+        arrow = segment_arrow(segment, batch_id)
+        casts = {name: column.sql for name, column in segment.columns.items() if column.sql}
+        self._insert(con, qualified(STAGING, table), arrow, casts=casts, extra="now() as _ingested_at")
+
+    def _create_table(
+        self, con: duckdb.DuckDBPyConnection, state: LakeState, pending: _Pending, table: str, segment: Segment
+    ) -> TableEntry:
+        first = segment.rows[0]
+        columns = [f"{quote_ident(c.name)} {c.duckdb_type}" for c in segment.columns.values()]
+        columns += [f"{name} {ddl}" for name, ddl in METADATA_DDL.items()]
+        con.execute(f"create table if not exists {qualified(STAGING, table)} ({', '.join(columns)})")
+        entry = TableEntry(
+            table_name=table,
+            topic=first.record.topic,
+            source_schema=first.source_schema,
+            source_table=first.source_table,
+            primary_key=segment.key_columns,
+            columns={c.name.lower(): c.describe() for c in segment.columns.values()},
+            schema_mode=segment.mode,
+            dirty=True,
+        )
+        state.tables[table] = entry
+        pending.schema_changes.append((table, "create", None, None, None))
+        log.info("created staging.%s (%d columns, %s types)", table, len(segment.columns), segment.mode)
+        return entry
+
+    def _evolve_table(
+        self, con: duckdb.DuckDBPyConnection, entry: TableEntry, pending: _Pending, segment: Segment
+    ) -> str | None:
+        """Add new columns and widen widened ones; return why not, if the change cannot be followed."""
+        target = qualified(STAGING, entry.table_name)
+        alterations: list[tuple[str, str, str | None, str]] = []
+        for column in segment.columns.values():
+            known = entry.columns.get(column.name.lower())
+            if known is None:
+                alterations.append(("add_column", column.name, None, column.duckdb_type))
+                continue
+            old = known["type"]
+            if old == column.duckdb_type or self._fits(old, column.duckdb_type, segment.mode):
+                continue
+            if is_widening(old, column.duckdb_type):
+                alterations.append(("widen", known["name"], old, column.duckdb_type))
+                continue
+            return (
+                f"column {column.name!r} changed type from {old} to {column.duckdb_type} "
+                f"({column.source_type}), which is not a widening"
+            )
+        for change, name, old, new in alterations:
+            if change == "add_column":
+                con.execute(f"alter table {target} add column {quote_ident(name)} {new}")
+            else:
+                con.execute(f"alter table {target} alter column {quote_ident(name)} set type {new}")
+            pending.schema_changes.append((entry.table_name, change, name, old, new))
+            described = segment.columns[name].describe() if name in segment.columns else {}
+            entry.columns[name.lower()] = {**entry.columns.get(name.lower(), {}), **described, "type": new}
+            entry.dirty = True
+            log.info("staging.%s: %s %s %s -> %s", entry.table_name, change, name, old or "", new)
+        return None
+
+    @staticmethod
+    def _fits(existing: str, incoming: str, mode: str) -> bool:
+        """An incoming value type that the existing column holds without change."""
+        if is_widening(incoming, existing):  # e.g. int32 events replayed after a widening to int64
+            return True
+        return mode == "inferred" and (existing == "VARCHAR" or (existing == "DOUBLE" and incoming == "BIGINT"))
+
+    # ------------------------------------------------------------------------------ side tables
+    def _insert_failed(self, con: duckdb.DuckDBPyConnection, batch: Batch, pending: _Pending) -> None:
+        if batch.dead_letters:
+            arrow = deadletters.failed_records_arrow(
+                [d.record for d in batch.dead_letters], [d.error for d in batch.dead_letters], batch.batch_id
+            )
+            self._insert(con, deadletters.DEAD_LETTERS_TABLE, arrow, extra="now() as failed_at")
+        if pending.quarantine:
+            tables, records, errors = zip(*pending.quarantine, strict=True)
+            arrow = deadletters.failed_records_arrow(records, errors, batch.batch_id, tables=tables)
+            self._insert(con, deadletters.QUARANTINE_TABLE, arrow, extra="now() as failed_at")
+
+    def _insert_transactions(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> None:
+        if not batch.transactions:
+            return
+        events = [t.event for t in batch.transactions]
+        arrow = pa.table(
+            {
+                "status": pa.array([e.status for e in events], pa.string()),
+                "tx_id": pa.array([e.tx_id for e in events], pa.string()),
+                "id": pa.array([e.id for e in events], pa.string()),
+                "event_count": pa.array([e.event_count for e in events], pa.int64()),
+                "data_collections": pa.array(
+                    [
+                        None if e.data_collections is None
+                        else orjson.dumps([d.model_dump() for d in e.data_collections]).decode()
+                        for e in events
+                    ],
+                    pa.string(),
+                ),
+                "ts": pa.array([e.ts_ms for e in events], UTC_MS),
+                **_position_arrays([t.record for t in batch.transactions], batch.batch_id),
+            }
+        )
+        self._insert(con, TRANSACTIONS_TABLE, arrow, casts={"data_collections": "cast({} as json)"},
+                     extra="now() as _ingested_at")
+
+    def _insert_messages(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> None:
+        if not batch.messages:
+            return
+        messages = [m.message for m in batch.messages]
+        arrow = pa.table(
+            {
+                "prefix": pa.array([m.message.prefix for m in messages], pa.string()),
+                "content": pa.array([m.message.content for m in messages], pa.string()),
+                "transactional": pa.array([m.transaction is not None for m in messages], pa.bool_()),
+                "tx_id": pa.array([m.source.tx_id for m in messages], pa.string()),
+                "lsn": pa.array([m.source.lsn for m in messages], pa.int64()),
+                "source_ts": pa.array([m.source.commit_ts_us for m in messages], UTC_US),
+                **_position_arrays([m.record for m in batch.messages], batch.batch_id),
+            }
+        )
+        self._insert(con, MESSAGES_TABLE, arrow, casts={"content": "from_base64({})"},
+                     extra="now() as _ingested_at")
+
+    def _insert_schema_changes(self, con: duckdb.DuckDBPyConnection, pending: _Pending, batch_id: int) -> None:
+        if not pending.schema_changes:
+            return
+        tables, changes, names, olds, news = zip(*pending.schema_changes, strict=True)
+        arrow = pa.table(
+            {
+                "table_name": pa.array(tables, pa.string()),
+                "change": pa.array(changes, pa.string()),
+                "column_name": pa.array(names, pa.string()),
+                "old_type": pa.array(olds, pa.string()),
+                "new_type": pa.array(news, pa.string()),
+                "batch_id": pa.array([batch_id] * len(tables), pa.int64()),
+            }
+        )
+        self._insert(con, SCHEMA_CHANGES_TABLE, arrow, extra="now() as changed_at")
+
+    def _upsert_table_entries(self, con: duckdb.DuckDBPyConnection, state: LakeState) -> None:
+        dirty = [e for e in state.tables.values() if e.dirty]
+        if not dirty:
+            return
+        names = ", ".join(quote_literal(e.table_name) for e in dirty)
+        con.execute(f"delete from {TABLES_TABLE} where table_name in ({names})")
+        arrow = pa.table(
+            {
+                "table_name": pa.array([e.table_name for e in dirty], pa.string()),
+                "topic": pa.array([e.topic for e in dirty], pa.string()),
+                "source_schema": pa.array([e.source_schema for e in dirty], pa.string()),
+                "source_table": pa.array([e.source_table for e in dirty], pa.string()),
+                "primary_key": pa.array([e.primary_key for e in dirty], pa.list_(pa.string())),
+                "columns": pa.array([orjson.dumps(list(e.columns.values())).decode() for e in dirty], pa.string()),
+                "schema_mode": pa.array([e.schema_mode for e in dirty], pa.string()),
+                "quarantined": pa.array([e.quarantined for e in dirty], pa.string()),
+            }
+        )
+        self._insert(con, TABLES_TABLE, arrow, casts={"columns": "cast({} as json)"}, extra="now() as updated_at")
+
+    @staticmethod
+    def _insert(
+        con: duckdb.DuckDBPyConnection,
+        target: str,
+        arrow: pa.Table,
+        casts: dict[str, str] | None = None,
+        extra: str | None = None,
+    ) -> None:
+        """`insert into target by name select ... from arrow`, applying per-column SQL conversions."""
+        casts = casts or {}
+        select = [
+            f"{casts[name].format(quote_ident(name))} as {quote_ident(name)}" if name in casts else quote_ident(name)
+            for name in arrow.column_names
+        ]
+        if extra:
+            select.append(extra)
+        view = "_landing_batch"
+        con.register(view, arrow)
+        try:
+            con.execute(f"insert into {target} by name select {', '.join(select)} from {view}")
+        finally:
+            con.unregister(view)
+
+
+def _position_arrays(records: list[RawRecord], batch_id: int) -> dict[str, pa.Array]:
+    return {
+        "_kafka_topic": pa.array([r.topic for r in records], pa.string()),
+        "_kafka_partition": pa.array([r.partition for r in records], pa.int32()),
+        "_kafka_offset": pa.array([r.offset for r in records], pa.int64()),
+        "_batch_id": pa.array([batch_id] * len(records), pa.int64()),
+    }
