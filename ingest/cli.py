@@ -1,0 +1,241 @@
+"""The `ingest` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
+
+import typer
+
+from ingest.broker import EmbeddedBroker, parse_bootstrap
+from ingest.catalog import EmbeddedCatalog
+from ingest.config import ConfigError, IngestSettings, load_settings
+from ingest.consumer import IngestError, Ingester
+from ingest.logs import configure_logging
+from ingest.sink import LakeSink, LandingError
+
+app = typer.Typer(help="Debezium change events from Kafka into DuckLake staging tables, exactly once.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+broker_app = typer.Typer(help="The embedded development broker (Tansu).", no_args_is_help=True)
+catalog_app = typer.Typer(help="The embedded catalog PostgreSQL of the dev target.", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+app.add_typer(catalog_app, name="catalog")
+
+log = logging.getLogger("ingest")
+
+TargetOption = Annotated[str | None, typer.Option("--target", "-t", help="target in profiles/ingest.yml")]
+LogFormat = Annotated[str, typer.Option("--log-format", help="text or json")]
+
+
+def _settings(target: str | None, **overrides: Any) -> IngestSettings:
+    try:
+        return load_settings(target, overrides={k: v for k, v in overrides.items() if v is not None})
+    except ConfigError as error:
+        _fail(str(error))
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def ensure_broker(settings: IngestSettings) -> None:
+    """On targets with an embedded broker, start it if it is not running."""
+    if settings.kafka.embedded:
+        host, port = parse_bootstrap(settings.kafka.bootstrap_servers)
+        EmbeddedBroker(settings.state_dir, port, host).start()
+
+
+# ----------------------------------------------------------------------------------------------- run
+@app.command()
+def run(
+    target: TargetOption = None,
+    bootstrap_servers: Annotated[str | None, typer.Option(help="override kafka bootstrap.servers")] = None,
+    topics: Annotated[str | None, typer.Option(help="regular expression of topics to consume")] = None,
+    until_caught_up: Annotated[bool, typer.Option(help="exit 0 once every partition is read to its end")] = False,
+    log_format: LogFormat = "text",
+) -> None:
+    """Consume, micro-batch and land into the lake's staging schema, until SIGINT/SIGTERM."""
+    configure_logging(log_format)
+    overrides: dict[str, Any] = {"topics": topics}
+    if bootstrap_servers:
+        overrides["kafka"] = {"client": {"bootstrap.servers": bootstrap_servers}}
+    settings = _settings(target, **overrides)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log.info("%s received: finishing the batch in flight, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    ensure_broker(settings)
+    from ingest.lake import connect
+
+    sink = LakeSink(lambda: connect(settings), settings.lake.commit_retries)
+    try:
+        stats = Ingester(settings, sink).run(until_caught_up=until_caught_up, stop=stop)
+    except (IngestError, LandingError) as error:
+        log.error("%s", error)
+        raise typer.Exit(2) from None
+    finally:
+        sink.close()
+    log.info(
+        "stopped: %d batches, %d records, %d rows landed, %d dead letters, %d already landed",
+        stats.batches, stats.records, stats.change_rows, stats.dead_letters, stats.already_landed,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- sql
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, (Decimal, UUID)):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL; the lake is attached as `lake` and is the default database")],
+    target: TargetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """Run a query against the target's lake and print the rows."""
+    configure_logging("text", level=logging.WARNING)
+    settings = _settings(target)
+    from duckdb import Error as DuckDBError
+
+    from ingest.lake import connect
+
+    con = connect(settings)
+    try:
+        cursor = con.execute(query)
+        if cursor.description is None:
+            return
+        names = [d[0] for d in cursor.description]
+        rows = cursor.fetchall()
+    except DuckDBError as error:
+        _fail(str(error))
+    finally:
+        con.close()
+    if as_json:
+        for row in rows:
+            sys.stdout.write(json.dumps(_jsonable(dict(zip(names, row, strict=True))), ensure_ascii=False) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*names, show_lines=False)
+    for row in rows:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    Console().print(table)
+
+
+# -------------------------------------------------------------------------------------------- broker
+PortOption = Annotated[int | None, typer.Option(help="port on 127.0.0.1 (default: from ingest.yml)")]
+
+
+def _broker(target: str | None, port: int | None) -> EmbeddedBroker:
+    settings = _settings(target)
+    host, configured_port = parse_bootstrap(settings.kafka.bootstrap_servers or "127.0.0.1:39092")
+    return EmbeddedBroker(settings.state_dir, port or configured_port, host)
+
+
+@broker_app.command("start")
+def broker_start(target: TargetOption = None, port: PortOption = None) -> None:
+    """Start the embedded broker (in memory: a restart loses every topic)."""
+    status = _broker(target, port).start()
+    typer.echo(f"broker running on 127.0.0.1:{status.port} (pid {status.pid}, log {status.log_file})")
+
+
+@broker_app.command("stop")
+def broker_stop(target: TargetOption = None, port: PortOption = None) -> None:
+    """Stop the embedded broker and wait until it has exited."""
+    typer.echo("broker stopped" if _broker(target, port).stop() else "broker was not running")
+
+
+@broker_app.command("status")
+def broker_status(target: TargetOption = None, port: PortOption = None) -> None:
+    """Say whether the embedded broker runs (exit 1 if not)."""
+    status = _broker(target, port).status()
+    typer.echo(f"broker {'running' if status.running else 'not running'} on 127.0.0.1:{status.port}"
+               + (f" (pid {status.pid})" if status.pid else ""))
+    raise typer.Exit(0 if status.running else 1)
+
+
+# ------------------------------------------------------------------------------------------- catalog
+def _catalog(target: str | None) -> EmbeddedCatalog:
+    settings = _settings(target)
+    if settings.lake.catalog != "embedded":
+        _fail(f"target {settings.target} uses an external catalog; nothing to manage here")
+    return EmbeddedCatalog(settings.state_dir, settings.lake.catalog_database)
+
+
+@catalog_app.command("start")
+def catalog_start(target: TargetOption = None) -> None:
+    """Start the embedded catalog PostgreSQL."""
+    dsn = _catalog(target).start()
+    typer.echo(f"catalog running: {dsn}")
+
+
+@catalog_app.command("stop")
+def catalog_stop(target: TargetOption = None) -> None:
+    """Stop the embedded catalog PostgreSQL."""
+    typer.echo("catalog stopped" if _catalog(target).stop() else "catalog was not running")
+
+
+@catalog_app.command("status")
+def catalog_status(target: TargetOption = None) -> None:
+    """Say whether the embedded catalog runs (exit 1 if not)."""
+    status = _catalog(target).status()
+    typer.echo(f"catalog {'running' if status.running else 'not running'} ({status.pgdata})")
+    raise typer.Exit(0 if status.running else 1)
+
+
+@app.command()
+def down(target: TargetOption = None) -> None:
+    """Stop every embedded service of the target (broker and catalog)."""
+    settings = _settings(target)
+    if settings.kafka.embedded:
+        broker_stop(target, None)
+    if settings.lake.catalog == "embedded":
+        catalog_stop(target)
+
+
+# -------------------------------------------------------------------------------------------- corpus
+@app.command("produce-corpus")
+def produce_corpus(
+    variant: Annotated[Path, typer.Argument(help="a variant folder of the Debezium corpus")],
+    target: TargetOption = None,
+    topic_prefix: Annotated[str | None, typer.Option(help="replace the topics' first segment")] = None,
+) -> None:
+    """Produce a recorded Debezium corpus variant into the broker, in the connector's emission order."""
+    from ingest.corpus import produce, read_variant
+
+    settings = _settings(target)
+    ensure_broker(settings)
+    count = produce(read_variant(variant, topic_prefix), settings.kafka.client)
+    typer.echo(f"produced {count} records from {variant.name}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,228 @@
+"""The consumer loop: read Kafka, decode, close micro-batches at N events or T milliseconds, land them.
+
+Positions come from the lake, never from the broker: on start the ingester assigns every partition of the
+matched topics at the offset stored with the last landed batch (or the beginning), and any record below that
+offset is dropped, so re-reading a topic adds nothing. Broker-side group commits are made after each landed
+batch only so that standard lag tooling works. A stored offset beyond the log's end (the broker lost data)
+stops the ingester with an explanation instead of silently re-reading or skipping.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from ingest.batch import Batch
+from ingest.config import IngestSettings
+from ingest.decode import DeadLetter, Decoder, RawRecord
+from ingest.offsets import Positions
+from ingest.sink import LakeSink
+
+log = logging.getLogger(__name__)
+
+METADATA_REFRESH_S = 10.0
+CONSUME_CHUNK = 5_000
+
+
+class IngestError(RuntimeError):
+    """The ingester cannot go on safely; the message says why and what to do."""
+
+
+@dataclass
+class RunStats:
+    batches: int = 0
+    records: int = 0
+    change_rows: int = 0
+    dead_letters: int = 0
+    already_landed: int = 0
+    last_batch_id: int = 0
+    last_batch_records: int = 0
+    last_batch_seconds: float = 0.0
+    started_at: float = field(default_factory=time.time)
+
+
+def consumer_config(settings: IngestSettings) -> dict[str, str | bool | int]:
+    config: dict[str, str | bool | int] = dict(settings.kafka.client)
+    config.update(
+        {
+            "group.id": settings.group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            # EOF marks catch-up; watermark offsets are not trusted (the dev broker reports them wrong).
+            "enable.partition.eof": True,
+            # Every partition is assigned at an explicit offset; an invalid one must surface as an error.
+            "auto.offset.reset": "error",
+        }
+    )
+    return config
+
+
+def to_record(message: Message) -> RawRecord:
+    timestamp_type, timestamp = message.timestamp()
+    return RawRecord(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=message.value(),
+        headers=message.headers(),
+        timestamp_ms=timestamp if timestamp_type else None,
+    )
+
+
+class Ingester:
+    def __init__(
+        self,
+        settings: IngestSettings,
+        sink: LakeSink,
+        decoder: Decoder | None = None,
+        on_batch: Callable[[Batch, float], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.decoder = decoder or Decoder(settings.skip_heartbeats, settings.skip_schema_changes)
+        self.topic_pattern = re.compile(settings.topics)
+        self.on_batch = on_batch
+        self.stats = RunStats()
+        self.positions: Positions = {}
+        self.assigned: set[tuple[str, int]] = set()
+        self._consumer: Consumer | None = None
+        self._next_batch_id = 1
+
+    # ----------------------------------------------------------------------------------------- run
+    def run(self, until_caught_up: bool = False, stop: threading.Event | None = None) -> RunStats:
+        stop = stop or threading.Event()
+        self.positions, last_batch_id = self.sink.open()
+        self._next_batch_id = last_batch_id + 1
+        self._consumer = Consumer(consumer_config(self.settings), logger=log)
+        try:
+            self._refresh_assignment()
+            if not self.assigned:
+                log.warning("no topic matches %r on %s", self.settings.topics, self.settings.kafka.bootstrap_servers)
+            self._loop(until_caught_up, stop)
+        finally:
+            self._consumer.close()
+            self._consumer = None
+        return self.stats
+
+    def _loop(self, until_caught_up: bool, stop: threading.Event) -> None:
+        assert self._consumer is not None
+        max_events = self.settings.batch.max_events
+        max_s = self.settings.batch.max_ms / 1000
+        batch = Batch(self._next_batch_id)
+        opened_at: float | None = None
+        at_eof: set[tuple[str, int]] = set()
+        next_refresh = time.monotonic() + METADATA_REFRESH_S
+        while True:
+            wait = max_s if opened_at is None else max(0.0, opened_at + max_s - time.monotonic())
+            messages = self._consumer.consume(min(CONSUME_CHUNK, max_events - batch.size), timeout=min(wait, 0.5))
+            for message in messages:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        at_eof.add((message.topic(), message.partition()))
+                        continue
+                    self._on_consumer_error(message, error)
+                    continue
+                partition = (message.topic(), message.partition())
+                at_eof.discard(partition)
+                if message.offset() < self.positions.get(partition, 0):
+                    self.stats.already_landed += 1
+                    continue
+                if opened_at is None:
+                    opened_at = time.monotonic()
+                decoded = self.decoder.decode(to_record(message))
+                if isinstance(decoded, DeadLetter):
+                    log.warning(
+                        "dead letter %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(),
+                        decoded.error,
+                    )
+                batch.add(decoded)
+            now = time.monotonic()
+            caught_up = self.assigned <= at_eof
+            due = batch.size >= max_events or (opened_at is not None and now - opened_at >= max_s)
+            if not batch.empty and (due or stop.is_set() or (until_caught_up and caught_up)):
+                self._land(batch)
+                batch = Batch(self._next_batch_id)
+                opened_at = None
+            if stop.is_set() or (until_caught_up and caught_up and batch.empty):
+                return
+            if now >= next_refresh:
+                self._refresh_assignment()
+                next_refresh = now + METADATA_REFRESH_S
+
+    def _land(self, batch: Batch) -> None:
+        started = time.monotonic()
+        self.sink.write(batch)
+        elapsed = time.monotonic() - started
+        self.positions.update(batch.next_offsets)
+        self._next_batch_id = batch.batch_id + 1
+        self._commit_to_broker(batch)
+        self.stats.batches += 1
+        self.stats.records += batch.size
+        self.stats.change_rows += batch.change_rows
+        self.stats.dead_letters += len(batch.dead_letters)
+        self.stats.last_batch_id = batch.batch_id
+        self.stats.last_batch_records = batch.size
+        self.stats.last_batch_seconds = elapsed
+        log.info(
+            "batch %d landed: %d records (%d rows, %d dead letters) in %.0f ms",
+            batch.batch_id, batch.size, batch.change_rows, len(batch.dead_letters), elapsed * 1000,
+        )
+        if self.on_batch is not None:
+            self.on_batch(batch, elapsed)
+
+    def _commit_to_broker(self, batch: Batch) -> None:
+        """Report progress to the broker's group, for lag monitoring only (best effort)."""
+        assert self._consumer is not None
+        offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=True)
+        except Exception as error:  # noqa: BLE001 - lag reporting must never stop landing
+            log.debug("group commit failed (lag reporting only): %s", error)
+
+    # --------------------------------------------------------------------------------- assignment
+    def _refresh_assignment(self) -> None:
+        """Assign partitions of matching topics not assigned yet, at their stored positions."""
+        assert self._consumer is not None
+        metadata = self._consumer.list_topics(timeout=10)
+        new: list[TopicPartition] = []
+        for topic, topic_metadata in sorted(metadata.topics.items()):
+            if not self.topic_pattern.search(topic) or topic_metadata.error is not None:
+                continue
+            for partition in sorted(topic_metadata.partitions):
+                if (topic, partition) in self.assigned:
+                    continue
+                offset = self.positions.get((topic, partition), OFFSET_BEGINNING)
+                new.append(TopicPartition(topic, partition, offset))
+        vanished = {tp for tp in self.assigned if tp[0] not in metadata.topics}
+        if vanished:
+            raise IngestError(
+                f"topics vanished from the broker while assigned: {sorted({t for t, _ in vanished})}. "
+                "If the broker lost its data, run `ingest replay` after re-producing, or `ingest reset-offsets`."
+            )
+        if new:
+            self._consumer.incremental_assign(new)
+            self.assigned.update((tp.topic, tp.partition) for tp in new)
+            log.info("assigned %d partitions: %s", len(new), ", ".join(f"{t.topic}[{t.partition}]@{t.offset}"
+                                                                        for t in new[:10]))
+
+    def _on_consumer_error(self, message: Message, error: KafkaError) -> None:
+        where = f"{message.topic()}[{message.partition()}]"
+        if error.code() in (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET):
+            stored = self.positions.get((message.topic(), message.partition()))
+            raise IngestError(
+                f"{where}: the offset stored in the lake ({stored}) is outside the log on the broker "
+                f"({error.str()}). The broker has lost or truncated data that was already landed. Nothing was "
+                "skipped or re-read. Re-produce the topic and run `ingest replay`, or accept the gap with "
+                "`ingest reset-offsets`."
+            )
+        if error.fatal():
+            raise IngestError(f"{where}: fatal consumer error: {error.str()}")
+        log.warning("%s: consumer error: %s", where, error.str())
