@@ -61,6 +61,9 @@ def run(
     bootstrap_servers: Annotated[str | None, typer.Option(help="override kafka bootstrap.servers")] = None,
     topics: Annotated[str | None, typer.Option(help="regular expression of topics to consume")] = None,
     until_caught_up: Annotated[bool, typer.Option(help="exit 0 once every partition is read to its end")] = False,
+    from_beginning: Annotated[
+        bool, typer.Option(help="re-read every partition from offset 0 (records already landed are dropped)")
+    ] = False,
     log_format: LogFormat = "text",
 ) -> None:
     """Consume, micro-batch and land into the lake's staging schema, until SIGINT/SIGTERM."""
@@ -82,7 +85,7 @@ def run(
 
     sink = LakeSink(lambda: connect(settings), settings.lake.commit_retries)
     try:
-        stats = Ingester(settings, sink).run(until_caught_up=until_caught_up, stop=stop)
+        stats = Ingester(settings, sink, from_beginning=from_beginning).run(until_caught_up, stop)
     except (IngestError, LandingError) as error:
         log.error("%s", error)
         raise typer.Exit(2) from None

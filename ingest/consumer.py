@@ -83,12 +83,15 @@ class Ingester:
         sink: LakeSink,
         decoder: Decoder | None = None,
         on_batch: Callable[[Batch, float], None] | None = None,
+        from_beginning: bool = False,
     ) -> None:
         self.settings = settings
         self.sink = sink
         self.decoder = decoder or Decoder(settings.skip_heartbeats, settings.skip_schema_changes)
         self.topic_pattern = re.compile(settings.topics)
         self.on_batch = on_batch
+        # Re-read from offset 0; what is already landed is still recognised by its stored position.
+        self.from_beginning = from_beginning
         self.stats = RunStats()
         self.positions: Positions = {}
         self.assigned: set[tuple[str, int]] = set()
@@ -199,7 +202,8 @@ class Ingester:
             for partition in sorted(topic_metadata.partitions):
                 if (topic, partition) in self.assigned:
                     continue
-                offset = self.positions.get((topic, partition), OFFSET_BEGINNING)
+                stored = self.positions.get((topic, partition), OFFSET_BEGINNING)
+                offset = OFFSET_BEGINNING if self.from_beginning else stored
                 new.append(TopicPartition(topic, partition, offset))
         vanished = {tp for tp in self.assigned if tp[0] not in metadata.topics}
         if vanished:

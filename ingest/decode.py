@@ -173,7 +173,7 @@ class Decoder:
         self.skip_schema_changes = skip_schema_changes
         self._connect_schemas: dict[bytes, TableSchema] = {}
         self._inferred_schemas: dict[tuple[tuple[str, str], ...], TableSchema] = {}
-        self._inferred_columns: dict[tuple[str, type], ColumnType | None] = {}
+        self._inferred_columns: dict[tuple[str, str], ColumnType | None] = {}
         self._table_versions: dict[str, TableSchema] = {}
 
     # --------------------------------------------------------------------------------- entry point
@@ -280,16 +280,14 @@ class Decoder:
         unavailable: list[str] = []
         by_name = schema.by_name
         for name, value in image.items():
-            column = by_name.get(name)
-            if column is None:
-                if schema.mode == "connect":
-                    raise DecodeError(f"column {name!r} is not in the event's schema")
-                continue  # inferred schemas leave out columns that are null
             if value is None:
                 continue
             if _is_unavailable(value):
                 unavailable.append(name)
                 continue
+            column = by_name.get(name)
+            if column is None:
+                raise DecodeError(f"column {name!r} is not in the event's schema")
             if column.convert is not None:
                 try:
                     value = column.convert(value)
@@ -303,7 +301,7 @@ class Decoder:
         for name, value in image.items():
             if value is None or _is_unavailable(value):
                 continue
-            cache_key = (name, type(value) if not isinstance(value, dict) else _dict_kind(value))
+            cache_key = (name, _value_kind(value))
             if cache_key not in self._inferred_columns:
                 self._inferred_columns[cache_key] = infer_column(name, value)
             column = self._inferred_columns[cache_key]
@@ -334,6 +332,10 @@ class Decoder:
         return [str(k) for k in document] if isinstance(document, dict) else []
 
 
-def _dict_kind(value: dict) -> type:
-    """Cache key for dict values: VariableScaleDecimal structs infer differently from other objects."""
-    return tuple if set(value) == {"scale", "value"} else dict
+def _value_kind(value: Any) -> str:
+    """What decides an inferred column type: the JSON type, refined for special floats and decimals."""
+    if isinstance(value, dict):
+        return "decimal" if set(value) == {"scale", "value"} else "object"
+    if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
+        return "special-float"
+    return type(value).__name__

@@ -307,6 +307,9 @@ def _inferred_text(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
+_SPECIAL_FLOATS = frozenset({"NaN", "Infinity", "-Infinity"})
+
+
 def _is_variable_scale_decimal(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"scale", "value"} and isinstance(value["value"], str)
 
@@ -320,6 +323,9 @@ def infer_column(name: str, value: Any) -> ColumnType | None:
     if isinstance(value, int):
         return ColumnType(name, "BIGINT", pa.int64(), "integer (inferred)", convert=_inferred_int)
     if isinstance(value, float):
+        return ColumnType(name, "DOUBLE", pa.float64(), "number (inferred)", convert=_inferred_float)
+    if isinstance(value, str) and value in _SPECIAL_FLOATS:
+        # Jackson writes float NaN and the infinities as strings; a text column holding only these is rare.
         return ColumnType(name, "DOUBLE", pa.float64(), "number (inferred)", convert=_inferred_float)
     if isinstance(value, str):
         # Raw text: without the schema a base64 decimal or a special float cannot be told from text.

@@ -1,0 +1,84 @@
+"""profiles/ingest.yml loading: targets, environment overrides, secrets only from the environment."""
+
+from pathlib import Path
+
+import pytest
+
+from ingest.config import ConfigError, load_settings, redact
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "ingest.yml").write_text(text)
+    return tmp_path
+
+
+def test_dev_target_needs_no_environment():
+    settings = load_settings("dev", project_dir=REPO, environ={})
+    assert settings.kafka.embedded is True
+    assert settings.lake.catalog == "embedded"
+    assert settings.batch.max_events == 10_000 and settings.batch.max_ms == 500
+    assert settings.kafka.client["session.timeout.ms"] == "6000"
+
+
+def test_environment_overrides_every_level():
+    env = {
+        "INGEST_BATCH__MAX_EVENTS": "7",
+        "INGEST_TOPICS": "^x\\.",
+        "INGEST_KAFKA__BOOTSTRAP_SERVERS": "kafka:9093",
+        "INGEST_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+        "INGEST_KAFKA__EMBEDDED": "false",
+        "INGEST_LAKE__DATA_PATH": "/data/lake",
+    }
+    settings = load_settings("dev", project_dir=REPO, environ=env)
+    assert settings.batch.max_events == 7
+    assert settings.topics == "^x\\."
+    assert settings.kafka.client["bootstrap.servers"] == "kafka:9093"
+    assert settings.kafka.client["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert settings.kafka.embedded is False
+    assert settings.data_path == "/data/lake/"
+
+
+def test_prod_takes_secrets_from_the_environment_and_redacts_them():
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": "broker:9092",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_USERNAME": "svc",
+        "KAFKA_SASL_PASSWORD": "hunter2",
+        "LAKE_CATALOG_HOST": "pg",
+        "LAKE_CATALOG_USER": "lake",
+        "LAKE_DATA_PATH": "s3://bucket/lake",
+    }
+    settings = load_settings("prod", project_dir=REPO, environ=env)
+    assert settings.kafka.client["sasl.password"] == "hunter2"
+    assert settings.kafka.client["security.protocol"] == "SASL_SSL"
+    assert settings.data_path == "s3://bucket/lake"
+    assert "hunter2" not in str(settings.redacted())
+    assert settings.redacted()["kafka"]["client"]["sasl.password"] == "***"
+
+
+def test_prod_without_its_environment_says_which_variable_is_missing():
+    with pytest.raises(ConfigError, match="KAFKA_BOOTSTRAP_SERVERS"):
+        load_settings("prod", project_dir=REPO, environ={})
+
+
+def test_literal_secret_in_yaml_is_refused(tmp_path):
+    project = write_config(tmp_path, "dev:\n  kafka:\n    client:\n      sasl.password: hunter2\n")
+    with pytest.raises(ConfigError, match="literal secret"):
+        load_settings("dev", project_dir=project, environ={})
+
+
+def test_unknown_target_and_unknown_key_are_clear_errors(tmp_path):
+    project = write_config(tmp_path, "dev:\n  batchh: {}\n")
+    with pytest.raises(ConfigError, match="target 'nope'"):
+        load_settings("nope", project_dir=project, environ={})
+    with pytest.raises(ConfigError, match="batchh"):
+        load_settings("dev", project_dir=project, environ={})
+
+
+def test_redact_hides_nested_secrets():
+    assert redact({"a": {"ssl.key.password": "x", "token": "", "user": "u"}}) == {
+        "a": {"ssl.key.password": "***", "token": "", "user": "u"}
+    }
