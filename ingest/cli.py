@@ -18,12 +18,15 @@ import typer
 from ingest.broker import EmbeddedBroker, parse_bootstrap
 from ingest.catalog import EmbeddedCatalog
 from ingest.config import ConfigError, IngestSettings, load_settings
-from ingest.consumer import IngestError, Ingester
+from ingest.consumer import Ingester, IngestError
 from ingest.logs import configure_logging
 from ingest.sink import LakeSink, LandingError
 
-app = typer.Typer(help="Debezium change events from Kafka into DuckLake staging tables, exactly once.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Debezium change events from Kafka into DuckLake staging tables, exactly once.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 broker_app = typer.Typer(help="The embedded development broker (Tansu).", no_args_is_help=True)
 catalog_app = typer.Typer(help="The embedded catalog PostgreSQL of the dev target.", no_args_is_help=True)
 app.add_typer(broker_app, name="broker")
@@ -60,7 +63,9 @@ def run(
     target: TargetOption = None,
     bootstrap_servers: Annotated[str | None, typer.Option(help="override kafka bootstrap.servers")] = None,
     topics: Annotated[str | None, typer.Option(help="regular expression of topics to consume")] = None,
-    until_caught_up: Annotated[bool, typer.Option(help="exit 0 once every partition is read to its end")] = False,
+    until_caught_up: Annotated[
+        bool, typer.Option(help="exit 0 once every partition is read to its end")
+    ] = False,
     from_beginning: Annotated[
         bool, typer.Option(help="re-read every partition from offset 0 (records already landed are dropped)")
     ] = False,
@@ -93,7 +98,11 @@ def run(
         sink.close()
     log.info(
         "stopped: %d batches, %d records, %d rows landed, %d dead letters, %d already landed",
-        stats.batches, stats.records, stats.change_rows, stats.dead_letters, stats.already_landed,
+        stats.batches,
+        stats.records,
+        stats.change_rows,
+        stats.dead_letters,
+        stats.already_landed,
     )
 
 
@@ -114,7 +123,9 @@ def _jsonable(value: Any) -> Any:
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL; the lake is attached as `lake` and is the default database")],
+    query: Annotated[
+        str, typer.Argument(help="SQL; the lake is attached as `lake` and is the default database")
+    ],
     target: TargetOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
 ) -> None:
@@ -138,7 +149,9 @@ def sql(
         con.close()
     if as_json:
         for row in rows:
-            sys.stdout.write(json.dumps(_jsonable(dict(zip(names, row, strict=True))), ensure_ascii=False) + "\n")
+            sys.stdout.write(
+                json.dumps(_jsonable(dict(zip(names, row, strict=True))), ensure_ascii=False) + "\n"
+            )
         return
     from rich.console import Console
     from rich.table import Table
@@ -176,8 +189,10 @@ def broker_stop(target: TargetOption = None, port: PortOption = None) -> None:
 def broker_status(target: TargetOption = None, port: PortOption = None) -> None:
     """Say whether the embedded broker runs (exit 1 if not)."""
     status = _broker(target, port).status()
-    typer.echo(f"broker {'running' if status.running else 'not running'} on 127.0.0.1:{status.port}"
-               + (f" (pid {status.pid})" if status.pid else ""))
+    typer.echo(
+        f"broker {'running' if status.running else 'not running'} on 127.0.0.1:{status.port}"
+        + (f" (pid {status.pid})" if status.pid else "")
+    )
     raise typer.Exit(0 if status.running else 1)
 
 

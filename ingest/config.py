@@ -142,12 +142,12 @@ def refuse_literal_secrets(tree: Any, path: str = "") -> None:
     if isinstance(tree, dict):
         for key, value in tree.items():
             here = f"{path}.{key}" if path else str(key)
-            if SECRET_KEY_PATTERN.search(str(key)) and isinstance(value, str) and value:
-                if not _ENV_REF.fullmatch(value.strip()):
-                    raise ConfigError(
-                        f"{here} holds a literal secret in ingest.yml; write it as ${{SOME_ENV_VAR}} "
-                        "and set that variable in the environment"
-                    )
+            literal = isinstance(value, str) and value and not _ENV_REF.fullmatch(value.strip())
+            if SECRET_KEY_PATTERN.search(str(key)) and literal:
+                raise ConfigError(
+                    f"{here} holds a literal secret in ingest.yml; write it as ${{SOME_ENV_VAR}} "
+                    "and set that variable in the environment"
+                )
             refuse_literal_secrets(value, here)
 
 

@@ -107,7 +107,9 @@ class Ingester:
         try:
             self._refresh_assignment()
             if not self.assigned:
-                log.warning("no topic matches %r on %s", self.settings.topics, self.settings.kafka.bootstrap_servers)
+                log.warning(
+                    "no topic matches %r on %s", self.settings.topics, self.settings.kafka.bootstrap_servers
+                )
             self._loop(until_caught_up, stop)
         finally:
             self._consumer.close()
@@ -124,7 +126,9 @@ class Ingester:
         next_refresh = time.monotonic() + METADATA_REFRESH_S
         while True:
             wait = max_s if opened_at is None else max(0.0, opened_at + max_s - time.monotonic())
-            messages = self._consumer.consume(min(CONSUME_CHUNK, max_events - batch.size), timeout=min(wait, 0.5))
+            messages = self._consumer.consume(
+                min(CONSUME_CHUNK, max_events - batch.size), timeout=min(wait, 0.5)
+            )
             for message in messages:
                 error = message.error()
                 if error is not None:
@@ -143,7 +147,10 @@ class Ingester:
                 decoded = self.decoder.decode(to_record(message))
                 if isinstance(decoded, DeadLetter):
                     log.warning(
-                        "dead letter %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(),
+                        "dead letter %s[%d]@%d: %s",
+                        message.topic(),
+                        message.partition(),
+                        message.offset(),
                         decoded.error,
                     )
                 batch.add(decoded)
@@ -176,7 +183,11 @@ class Ingester:
         self.stats.last_batch_seconds = elapsed
         log.info(
             "batch %d landed: %d records (%d rows, %d dead letters) in %.0f ms",
-            batch.batch_id, batch.size, batch.change_rows, len(batch.dead_letters), elapsed * 1000,
+            batch.batch_id,
+            batch.size,
+            batch.change_rows,
+            len(batch.dead_letters),
+            elapsed * 1000,
         )
         if self.on_batch is not None:
             self.on_batch(batch, elapsed)
@@ -187,7 +198,7 @@ class Ingester:
         offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items()]
         try:
             self._consumer.commit(offsets=offsets, asynchronous=True)
-        except Exception as error:  # noqa: BLE001 - lag reporting must never stop landing
+        except Exception as error:
             log.debug("group commit failed (lag reporting only): %s", error)
 
     # --------------------------------------------------------------------------------- assignment
@@ -209,13 +220,17 @@ class Ingester:
         if vanished:
             raise IngestError(
                 f"topics vanished from the broker while assigned: {sorted({t for t, _ in vanished})}. "
-                "If the broker lost its data, run `ingest replay` after re-producing, or `ingest reset-offsets`."
+                "If the broker lost its data, run `ingest replay` after re-producing it, "
+                "or `ingest reset-offsets`."
             )
         if new:
             self._consumer.incremental_assign(new)
             self.assigned.update((tp.topic, tp.partition) for tp in new)
-            log.info("assigned %d partitions: %s", len(new), ", ".join(f"{t.topic}[{t.partition}]@{t.offset}"
-                                                                        for t in new[:10]))
+            log.info(
+                "assigned %d partitions: %s",
+                len(new),
+                ", ".join(f"{t.topic}[{t.partition}]@{t.offset}" for t in new[:10]),
+            )
 
     def _on_consumer_error(self, message: Message, error: KafkaError) -> None:
         where = f"{message.topic()}[{message.partition()}]"
@@ -223,8 +238,9 @@ class Ingester:
             stored = self.positions.get((message.topic(), message.partition()))
             raise IngestError(
                 f"{where}: the offset stored in the lake ({stored}) is outside the log on the broker "
-                f"({error.str()}). The broker has lost or truncated data that was already landed. Nothing was "
-                "skipped or re-read. Re-produce the topic and run `ingest replay`, or accept the gap with "
+                f"({error.str()}). The broker has lost or truncated data that was already landed. "
+                "Nothing was skipped or re-read. Re-produce the topic and run `ingest replay`, "
+                "or accept the gap with "
                 "`ingest reset-offsets`."
             )
         if error.fatal():

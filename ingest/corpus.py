@@ -71,14 +71,18 @@ def topic_partitions(records: list[CorpusRecord]) -> dict[str, int]:
 
 
 def produce(records: list[CorpusRecord], client_config: dict[str, str]) -> int:
-    """Pre-create the topics (with the recorded partition counts) and produce every record; return the count."""
+    """Pre-create the topics with the recorded partition counts, produce every record, return the count."""
     partitions = topic_partitions(records)
     for count in sorted(set(partitions.values())):
         ensure_topics(producer_config(client_config), [t for t, n in partitions.items() if n == count], count)
     producer = Producer({**producer_config(client_config), "linger.ms": 5})
     for record in records:
         producer.produce(
-            record.topic, value=record.value, key=record.key, partition=record.partition, headers=record.headers
+            record.topic,
+            value=record.value,
+            key=record.key,
+            partition=record.partition,
+            headers=record.headers,
         )
         producer.poll(0)
     remaining = producer.flush(30)
@@ -87,8 +91,16 @@ def produce(records: list[CorpusRecord], client_config: dict[str, str]) -> int:
     return len(records)
 
 
-_CONSUMER_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "fetch.wait.max.ms", "group.id",
-                  "auto.offset.reset", "enable.partition.eof", "enable.auto.commit", "isolation.level")
+_CONSUMER_ONLY = (
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "fetch.wait.max.ms",
+    "group.id",
+    "auto.offset.reset",
+    "enable.partition.eof",
+    "enable.auto.commit",
+    "isolation.level",
+)
 
 
 def producer_config(client_config: dict[str, str]) -> dict[str, str]:

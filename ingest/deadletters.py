@@ -37,7 +37,9 @@ QUARANTINE_DDL = f"create table if not exists {QUARANTINE_TABLE} (table_name var
 def _headers_json(record: RawRecord) -> str | None:
     if not record.headers:
         return None
-    decoded = [[name, None if v is None else v.decode("utf-8", "backslashreplace")] for name, v in record.headers]
+    decoded = [
+        [name, None if v is None else v.decode("utf-8", "backslashreplace")] for name, v in record.headers
+    ]
     return orjson.dumps(decoded).decode()
 
 

@@ -137,7 +137,7 @@ def classify_topic(topic: str) -> TopicKind:
 
 def _is_unavailable(value: Any) -> bool:
     if isinstance(value, str):
-        return value == UNAVAILABLE_VALUE or value == UNAVAILABLE_VALUE_BASE64
+        return value in (UNAVAILABLE_VALUE, UNAVAILABLE_VALUE_BASE64)
     if isinstance(value, list) and len(value) == 1:
         return _is_unavailable(value[0])
     return False
@@ -243,15 +243,17 @@ class Decoder:
         return cached
 
     # ---------------------------------------------------------------------------------- change rows
-    def _change_row(self, record: RawRecord, table: str, schema_bytes: bytes | None, payload: dict) -> ChangeRow:
+    def _change_row(
+        self, record: RawRecord, table: str, schema_bytes: bytes | None, payload: dict
+    ) -> ChangeRow:
         event = ChangeEvent.model_validate(payload)
         image = event.row
         if image is None and event.op != "t":
-            raise DecodeError(f"op '{event.op}' event has no {'before' if event.op == 'd' else 'after'} image")
+            raise DecodeError(
+                f"op '{event.op}' event has no {'before' if event.op == 'd' else 'after'} image"
+            )
         image = image or {}
-        schema = (
-            self._connect_schema(schema_bytes) if schema_bytes is not None else self._infer_schema(image)
-        )
+        schema = self._connect_schema(schema_bytes) if schema_bytes is not None else self._infer_schema(image)
         values, unavailable = self._convert(schema, image)
         key_columns = None
         if self._table_versions.get(table) is not schema:

@@ -18,7 +18,10 @@ from ingest.config import IngestSettings
 log = logging.getLogger(__name__)
 
 LAKE = "lake"
-EXTENSIONS = {"ducklake": "duckdb_extension_ducklake", "postgres_scanner": "duckdb_extension_postgres_scanner"}
+EXTENSIONS = {
+    "ducklake": "duckdb_extension_ducklake",
+    "postgres_scanner": "duckdb_extension_postgres_scanner",
+}
 
 
 def quote_ident(name: str) -> str:
@@ -40,7 +43,9 @@ def install_extensions(extension_dir: Path) -> None:
     if all(any(extension_dir.glob(f"v{version}/*/{name}.duckdb_extension")) for name in EXTENSIONS):
         return
     extension_dir.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config={"extension_directory": str(extension_dir), "autoinstall_known_extensions": False})
+    con = duckdb.connect(
+        config={"extension_directory": str(extension_dir), "autoinstall_known_extensions": False}
+    )
     try:
         for name, package in EXTENSIONS.items():
             module = importlib.import_module(package)

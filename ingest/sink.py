@@ -183,7 +183,8 @@ class LakeSink:
         actual: dict[str, dict[str, str]] = {}
         for table, column, data_type in self.con.execute(
             "select table_name, column_name, data_type from duckdb_columns() "
-            f"where database_name = '{LAKE}' and schema_name = '{STAGING}' and not starts_with(table_name, '_')"
+            f"where database_name = '{LAKE}' and schema_name = '{STAGING}' "
+            "and not starts_with(table_name, '_')"
         ).fetchall():
             if column not in METADATA_DDL:
                 actual.setdefault(table, {})[column.lower()] = data_type
@@ -213,7 +214,9 @@ class LakeSink:
                 if self.on_retry is not None:
                     self.on_retry(error, attempt + 1)
                 delay = min(30.0, 0.05 * 2**attempt) * (0.5 + random.random())
-                log.warning("could not %s (attempt %d): %s; retrying in %.2fs", what, attempt + 1, error, delay)
+                log.warning(
+                    "could not %s (attempt %d): %s; retrying in %.2fs", what, attempt + 1, error, delay
+                )
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -239,8 +242,12 @@ class LakeSink:
         self._insert_messages(con, batch)
         self._insert_schema_changes(con, pending, batch.batch_id)
         self._upsert_table_entries(con, state)
-        self._insert(con, offsets.OFFSETS_TABLE, offsets.positions_arrow(batch.next_offsets, batch.batch_id),
-                     extra="now() as committed_at")
+        self._insert(
+            con,
+            offsets.OFFSETS_TABLE,
+            offsets.positions_arrow(batch.next_offsets, batch.batch_id),
+            extra="now() as committed_at",
+        )
         con.execute("commit")
         for entry in state.tables.values():
             entry.dirty = False
@@ -261,8 +268,9 @@ class LakeSink:
     ) -> None:
         entry = state.tables.get(table)
         if entry is not None and entry.quarantined:
-            pending.quarantine.extend((table, row.record, f"table is quarantined: {entry.quarantined}")
-                                      for row in segment.rows)
+            pending.quarantine.extend(
+                (table, row.record, f"table is quarantined: {entry.quarantined}") for row in segment.rows
+            )
             return
         if entry is None:
             entry = self._create_table(con, state, pending, table, segment)
@@ -283,7 +291,12 @@ class LakeSink:
         self._insert(con, qualified(STAGING, table), arrow, casts=casts, extra="now() as _ingested_at")
 
     def _create_table(
-        self, con: duckdb.DuckDBPyConnection, state: LakeState, pending: _Pending, table: str, segment: Segment
+        self,
+        con: duckdb.DuckDBPyConnection,
+        state: LakeState,
+        pending: _Pending,
+        table: str,
+        segment: Segment,
     ) -> TableEntry:
         first = segment.rows[0]
         columns = [f"{quote_ident(c.name)} {c.duckdb_type}" for c in segment.columns.values()]
@@ -342,7 +355,9 @@ class LakeSink:
         """An incoming value type that the existing column holds without change."""
         if is_widening(incoming, existing):  # e.g. int32 events replayed after a widening to int64
             return True
-        return mode == "inferred" and (existing == "VARCHAR" or (existing == "DOUBLE" and incoming == "BIGINT"))
+        return mode == "inferred" and (
+            existing == "VARCHAR" or (existing == "DOUBLE" and incoming == "BIGINT")
+        )
 
     # ------------------------------------------------------------------------------ side tables
     def _insert_failed(self, con: duckdb.DuckDBPyConnection, batch: Batch, pending: _Pending) -> None:
@@ -368,7 +383,8 @@ class LakeSink:
                 "event_count": pa.array([e.event_count for e in events], pa.int64()),
                 "data_collections": pa.array(
                     [
-                        None if e.data_collections is None
+                        None
+                        if e.data_collections is None
                         else orjson.dumps([d.model_dump() for d in e.data_collections]).decode()
                         for e in events
                     ],
@@ -378,8 +394,13 @@ class LakeSink:
                 **_position_arrays([t.record for t in batch.transactions], batch.batch_id),
             }
         )
-        self._insert(con, TRANSACTIONS_TABLE, arrow, casts={"data_collections": "cast({} as json)"},
-                     extra="now() as _ingested_at")
+        self._insert(
+            con,
+            TRANSACTIONS_TABLE,
+            arrow,
+            casts={"data_collections": "cast({} as json)"},
+            extra="now() as _ingested_at",
+        )
 
     def _insert_messages(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> None:
         if not batch.messages:
@@ -396,10 +417,13 @@ class LakeSink:
                 **_position_arrays([m.record for m in batch.messages], batch.batch_id),
             }
         )
-        self._insert(con, MESSAGES_TABLE, arrow, casts={"content": "from_base64({})"},
-                     extra="now() as _ingested_at")
+        self._insert(
+            con, MESSAGES_TABLE, arrow, casts={"content": "from_base64({})"}, extra="now() as _ingested_at"
+        )
 
-    def _insert_schema_changes(self, con: duckdb.DuckDBPyConnection, pending: _Pending, batch_id: int) -> None:
+    def _insert_schema_changes(
+        self, con: duckdb.DuckDBPyConnection, pending: _Pending, batch_id: int
+    ) -> None:
         if not pending.schema_changes:
             return
         tables, changes, names, olds, news = zip(*pending.schema_changes, strict=True)
@@ -428,12 +452,16 @@ class LakeSink:
                 "source_schema": pa.array([e.source_schema for e in dirty], pa.string()),
                 "source_table": pa.array([e.source_table for e in dirty], pa.string()),
                 "primary_key": pa.array([e.primary_key for e in dirty], pa.list_(pa.string())),
-                "columns": pa.array([orjson.dumps(list(e.columns.values())).decode() for e in dirty], pa.string()),
+                "columns": pa.array(
+                    [orjson.dumps(list(e.columns.values())).decode() for e in dirty], pa.string()
+                ),
                 "schema_mode": pa.array([e.schema_mode for e in dirty], pa.string()),
                 "quarantined": pa.array([e.quarantined for e in dirty], pa.string()),
             }
         )
-        self._insert(con, TABLES_TABLE, arrow, casts={"columns": "cast({} as json)"}, extra="now() as updated_at")
+        self._insert(
+            con, TABLES_TABLE, arrow, casts={"columns": "cast({} as json)"}, extra="now() as updated_at"
+        )
 
     @staticmethod
     def _insert(
@@ -446,7 +474,9 @@ class LakeSink:
         """`insert into target by name select ... from arrow`, applying per-column SQL conversions."""
         casts = casts or {}
         select = [
-            f"{casts[name].format(quote_ident(name))} as {quote_ident(name)}" if name in casts else quote_ident(name)
+            f"{casts[name].format(quote_ident(name))} as {quote_ident(name)}"
+            if name in casts
+            else quote_ident(name)
             for name in arrow.column_names
         ]
         if extra:

@@ -198,7 +198,10 @@ def from_connect(name: str, schema: ConnectSchema) -> ColumnType:
         if precision > MAX_DECIMAL_PRECISION or scale > precision:
             convert = decimal_converter(scale)
             return ColumnType(
-                duckdb_type="VARCHAR", arrow_type=pa.string(), convert=lambda v: format(convert(v), "f"), **common
+                duckdb_type="VARCHAR",
+                arrow_type=pa.string(),
+                convert=lambda v: format(convert(v), "f"),
+                **common,
             )
         return ColumnType(
             duckdb_type=f"DECIMAL({precision},{scale})",
@@ -214,10 +217,19 @@ def from_connect(name: str, schema: ConnectSchema) -> ColumnType:
         duckdb_type, arrow_type = _TEMPORAL[semantic]
         return ColumnType(duckdb_type=duckdb_type, arrow_type=arrow_type, **common)
     if semantic == "io.debezium.time.ZonedTimestamp":
-        return ColumnType(duckdb_type="TIMESTAMP WITH TIME ZONE", arrow_type=pa.string(), sql="cast({} as timestamptz)", **common)
+        return ColumnType(
+            duckdb_type="TIMESTAMP WITH TIME ZONE",
+            arrow_type=pa.string(),
+            sql="cast({} as timestamptz)",
+            **common,
+        )
     if semantic == "io.debezium.time.ZonedTime":
         return ColumnType(
-            duckdb_type="TIME WITH TIME ZONE", arrow_type=pa.string(), convert=zoned_time_text, sql="cast({} as timetz)", **common
+            duckdb_type="TIME WITH TIME ZONE",
+            arrow_type=pa.string(),
+            convert=zoned_time_text,
+            sql="cast({} as timetz)",
+            **common,
         )
     if semantic == "io.debezium.time.Interval":
         return ColumnType(
@@ -230,7 +242,11 @@ def from_connect(name: str, schema: ConnectSchema) -> ColumnType:
     if semantic == "io.debezium.data.Bits" and schema.type == "bytes":
         length = int(params.get("length", "0"))
         return ColumnType(
-            duckdb_type="BIT", arrow_type=pa.string(), convert=bits_text(length), sql="cast({} as bit)", **common
+            duckdb_type="BIT",
+            arrow_type=pa.string(),
+            convert=bits_text(length),
+            sql="cast({} as bit)",
+            **common,
         )
     if schema.type == "array" and schema.items is not None:
         item = from_connect("element", schema.items)
@@ -332,10 +348,19 @@ def infer_column(name: str, value: Any) -> ColumnType | None:
         return ColumnType(name, "VARCHAR", pa.string(), "string (inferred)", convert=_inferred_text)
     if _is_variable_scale_decimal(value):
         return ColumnType(
-            name, "VARCHAR", pa.string(), "VariableScaleDecimal (inferred)", convert=variable_scale_decimal_text
+            name,
+            "VARCHAR",
+            pa.string(),
+            "VariableScaleDecimal (inferred)",
+            convert=variable_scale_decimal_text,
         )
     return ColumnType(
-        name, "JSON", pa.string(), f"{type(value).__name__} (inferred)", convert=json_text, sql="cast({} as json)"
+        name,
+        "JSON",
+        pa.string(),
+        f"{type(value).__name__} (inferred)",
+        convert=json_text,
+        sql="cast({} as json)",
     )
 
 

@@ -24,7 +24,11 @@ from ingest.config import IngestSettings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "debezium-corpus"
-VARIANTS = sorted(p.name for p in CORPUS.iterdir() if p.is_dir() and any(p.glob("*.jsonl"))) if CORPUS.exists() else []
+VARIANTS = (
+    sorted(p.name for p in CORPUS.iterdir() if p.is_dir() and any(p.glob("*.jsonl")))
+    if CORPUS.exists()
+    else []
+)
 _lake_numbers = itertools.count(1)
 
 
@@ -66,7 +70,7 @@ class Lake:
     env: dict[str, str]
     topic_prefix: str
 
-    def connect(self):  # noqa: ANN201
+    def connect(self):
         from ingest.lake import connect
 
         return connect(self.settings)
@@ -78,7 +82,9 @@ class Lake:
         finally:
             con.close()
 
-    def ingest(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def ingest(
+        self, *args: str, timeout: float = 180, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """Run the real `ingest` command line against this lake."""
         result = subprocess.run(
             [sys.executable, "-m", "ingest.cli", *args],
@@ -89,7 +95,9 @@ class Lake:
             timeout=timeout,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"ingest {' '.join(args)} exited {result.returncode}:\n{result.stderr[-4000:]}")
+            raise AssertionError(
+                f"ingest {' '.join(args)} exited {result.returncode}:\n{result.stderr[-4000:]}"
+            )
         return result
 
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
 from conftest import CORPUS, VARIANTS
+
 from ingest.corpus import read_variant
 from ingest.decode import ChangeRow, DeadLetter, Decoder, MessageRecord, RawRecord, Skipped, TransactionRecord
 
@@ -20,7 +20,9 @@ def decode_variant(variant: str) -> dict[tuple[str, int, int], object]:
     decoder = Decoder()
     results = {}
     for record in read_variant(CORPUS / variant):
-        raw = RawRecord(record.topic, record.partition, record.offset, record.key, record.value, record.headers)
+        raw = RawRecord(
+            record.topic, record.partition, record.offset, record.key, record.value, record.headers
+        )
         table = record.topic.split(".", 1)[1]
         results[(table, record.partition, record.offset)] = decoder.decode(raw)
     return results
@@ -48,7 +50,7 @@ def variant(request):
 
 
 def test_every_record_decodes_and_kinds_match_the_manifest(any_variant):
-    name, results = any_variant
+    _, results = any_variant
     assert not [v.error for v in results.values() if isinstance(v, DeadLetter)]
     kinds = {}
     for value in results.values():
@@ -120,8 +122,9 @@ def test_transactions_and_messages(any_variant):
     assert len(multi) == 1
     rows = [v for v in results.values() if isinstance(v, ChangeRow) and v.tx_id == multi[0].tx_id]
     assert len(rows) == 5
-    messages = sorted((v.message for v in results.values() if isinstance(v, MessageRecord)),
-                      key=lambda m: m.source.lsn)
+    messages = sorted(
+        (v.message for v in results.values() if isinstance(v, MessageRecord)), key=lambda m: m.source.lsn
+    )
     assert [m.transaction is not None for m in messages] == [True, False]
     assert messages[1].source.tx_id is None
 
@@ -132,8 +135,9 @@ def type_zoo(variant_name: str) -> dict[int, ChangeRow]:
     return {o: at(results, "inventory.type_zoo", o) for o in (0, 2, 4, 5, 10)}
 
 
-@pytest.mark.parametrize("name", [v for v in VARIANTS if "precise" in v and v.endswith("schemas")
-                                  and "noschemas" not in v])
+@pytest.mark.parametrize(
+    "name", [v for v in VARIANTS if "precise" in v and v.endswith("schemas") and "noschemas" not in v]
+)
 def test_precise_with_schemas_decodes_exact_decimals(name):
     zoo = type_zoo(name)
     first = zoo[0].values

@@ -1,0 +1,43 @@
+# Two commands do all set-up on a fresh machine (Debian, Python 3.11): `make demo` and `make test`.
+# Both create .venv and install everything from pyproject.toml themselves; nothing downloads at run time.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint unit integration dbt-build bench soak down clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The whole pipeline on embedded parts: broker, generator, ingester, lake, dbt build, printed marts.
+demo: install
+	$(BIN)/ingest demo
+
+## Every check: ruff, sqlfluff (dbt templater), pytest (unit + integration with the real broker, lake, dbt).
+test: install lint
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check ingest pytests bench
+	$(BIN)/ruff format --check ingest pytests bench
+	$(BIN)/sqlfluff lint models macros tests
+
+unit: install
+	$(BIN)/pytest -q -m "not integration"
+
+bench: install
+	$(BIN)/python bench/ingest_throughput.py
+
+down: install
+	$(BIN)/ingest down
+
+clean: down
+	rm -rf .lake target logs
