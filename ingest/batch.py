@@ -123,6 +123,22 @@ def segment_arrow(segment: Segment, batch_id: int) -> pa.Table:
     return pa.table(arrays)
 
 
+def split_unbuildable_rows(segment: Segment, batch_id: int) -> tuple[Segment, list[tuple[ChangeRow, str]]]:
+    """Set apart the rows Arrow refuses (a value the decoder let through by mistake), with the reason, so
+    that one bad value costs one dead letter instead of the whole batch."""
+    good: list[ChangeRow] = []
+    bad: list[tuple[ChangeRow, str]] = []
+    for row in segment.rows:
+        try:
+            segment_arrow(Segment(segment.table, segment.mode, segment.columns, [row]), batch_id)
+        except (pa.ArrowException, ValueError, TypeError, OverflowError) as error:
+            bad.append((row, f"value does not fit its column type: {error}"))
+        else:
+            good.append(row)
+    kept = Segment(segment.table, segment.mode, segment.columns, good, segment.key_columns, segment.schema)
+    return kept, bad
+
+
 def _metadata_arrays(rows: list[ChangeRow], batch_id: int) -> dict[str, pa.Array]:
     return {
         "_cdc_op": pa.array([r.op for r in rows], pa.string()),

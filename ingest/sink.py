@@ -22,7 +22,7 @@ import orjson
 import pyarrow as pa
 
 from ingest import deadletters, offsets
-from ingest.batch import UTC_MS, UTC_US, Batch, Segment, segment_arrow
+from ingest.batch import UTC_MS, UTC_US, Batch, Segment, segment_arrow, split_unbuildable_rows
 from ingest.decode import METADATA_COLUMNS, RawRecord
 from ingest.lake import LAKE, qualified, quote_ident, quote_literal
 from ingest.typemap import is_widening
@@ -136,6 +136,7 @@ class _Pending:
 
     schema_changes: list[tuple[str, str, str | None, str | None, str | None]] = field(default_factory=list)
     quarantine: list[tuple[str, RawRecord, str]] = field(default_factory=list)
+    dead_letters: list[tuple[RawRecord, str]] = field(default_factory=list)
 
 
 class LakeSink:
@@ -286,7 +287,14 @@ class LakeSink:
         if segment.key_columns is not None and entry.primary_key != segment.key_columns:
             entry.primary_key = segment.key_columns
             entry.dirty = True
-        arrow = segment_arrow(segment, batch_id)
+        try:
+            arrow = segment_arrow(segment, batch_id)
+        except (pa.ArrowException, ValueError, TypeError, OverflowError):
+            segment, refused = split_unbuildable_rows(segment, batch_id)
+            pending.dead_letters.extend((row.record, reason) for row, reason in refused)
+            if not segment.rows:
+                return
+            arrow = segment_arrow(segment, batch_id)
         casts = {name: column.sql for name, column in segment.columns.items() if column.sql}
         self._insert(con, qualified(STAGING, table), arrow, casts=casts, extra="now() as _ingested_at")
 
@@ -361,10 +369,10 @@ class LakeSink:
 
     # ------------------------------------------------------------------------------ side tables
     def _insert_failed(self, con: duckdb.DuckDBPyConnection, batch: Batch, pending: _Pending) -> None:
-        if batch.dead_letters:
-            arrow = deadletters.failed_records_arrow(
-                [d.record for d in batch.dead_letters], [d.error for d in batch.dead_letters], batch.batch_id
-            )
+        failed = [(d.record, d.error) for d in batch.dead_letters] + pending.dead_letters
+        if failed:
+            records, errors = zip(*failed, strict=True)
+            arrow = deadletters.failed_records_arrow(records, errors, batch.batch_id)
             self._insert(con, deadletters.DEAD_LETTERS_TABLE, arrow, extra="now() as failed_at")
         if pending.quarantine:
             tables, records, errors = zip(*pending.quarantine, strict=True)

@@ -14,8 +14,10 @@ import base64
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import orjson
 import pyarrow as pa
@@ -64,13 +66,62 @@ class TableSchema:
 
 
 # ---------------------------------------------------------------------------------------------- values
+# Every converter checks what it receives: a value of the wrong JSON type becomes a dead letter for its
+# event, never a failed batch.
+def checked_int(bits: int) -> Converter:
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1)
+
+    def convert(value: Any) -> int:
+        if type(value) is not int:
+            raise TypeMappingError(f"expected an integer, got {type(value).__name__}")
+        if not low <= value < high:
+            raise TypeMappingError(f"{value} does not fit in {bits} bits")
+        return value
+
+    return convert
+
+
+def _checked(kind: type) -> Converter:
+    def convert(value: Any) -> Any:
+        if type(value) is not kind:
+            raise TypeMappingError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+
+    return convert
+
+
+_TEXT = _checked(str)
+_BOOL = _checked(bool)
+
+
+def zoned_timestamp_text(value: Any) -> str:
+    """ISO-8601 with an offset, or PostgreSQL's infinities; parsed here so SQL's cast cannot fail."""
+    text = _TEXT(value)
+    if text not in ("infinity", "-infinity"):
+        datetime.fromisoformat(text)
+    return text
+
+
+def uuid_text(value: Any) -> str:
+    return str(UUID(_TEXT(value)))
+
+
+def json_document_text(value: Any) -> str:
+    text = _TEXT(value)
+    orjson.loads(text)
+    return text
+
+
+_ZONED_TIME = re.compile(r"^\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}(:?\d{2})?)$")
+
+
 def _float(value: Any) -> float:
     # Jackson writes NaN and the infinities as JSON strings.
     return float(value)
 
 
-def _base64(value: str) -> bytes:
-    return base64.b64decode(value, validate=True)
+def _base64(value: Any) -> bytes:
+    return base64.b64decode(_TEXT(value), validate=True)
 
 
 def _unscaled_decimal(raw: bytes, scale: int) -> Decimal:
@@ -100,9 +151,12 @@ def variable_scale_decimal_text(value: Any) -> str:
     return format(number, "f")
 
 
-def zoned_time_text(value: str) -> str:
+def zoned_time_text(value: Any) -> str:
     """Debezium writes UTC times as '11:45:30.5Z'; DuckDB's TIMETZ wants an explicit offset."""
-    return value[:-1] + "+00" if value.endswith("Z") else value
+    text = _TEXT(value)
+    if not _ZONED_TIME.match(text):
+        raise TypeMappingError(f"not a time with zone: {text!r}")
+    return text[:-1] + "+00" if text.endswith("Z") else text
 
 
 _ISO_DURATION = re.compile(
@@ -111,13 +165,13 @@ _ISO_DURATION = re.compile(
 )
 
 
-def iso_interval(value: str) -> pa.MonthDayNano:
+def iso_interval(value: Any) -> pa.MonthDayNano:
     """io.debezium.time.Interval (interval.handling.mode=string), e.g. 'P1Y2M3DT4H5M6.78S'."""
-    match = _ISO_DURATION.match(value)
+    match = _ISO_DURATION.match(_TEXT(value))
     if not match:
         raise TypeMappingError(f"not an ISO-8601 duration: {value!r}")
     part = {k: (v or "0") for k, v in match.groupdict().items()}
-    sign = -1 if part["sign"] else 1
+    sign = -1 if match.group("sign") else 1
     months = int(part["y"]) * 12 + int(part["mo"])
     days = int(part["w"]) * 7 + int(part["d"])
     nanos = (int(part["h"]) * 3600 + int(part["mi"]) * 60) * 10**9 + int(Decimal(part["s"]) * 10**9)
@@ -127,8 +181,8 @@ def iso_interval(value: str) -> pa.MonthDayNano:
 def bits_text(length: int) -> Converter:
     """io.debezium.data.Bits: little-endian bytes (Java BitSet) to a '0101' string of `length` bits."""
 
-    def convert(value: str) -> str:
-        number = int.from_bytes(_base64(value), "little")
+    def convert(value: Any) -> str:
+        number = int.from_bytes(_base64(_TEXT(value)), "little")
         return format(number, f"0{length}b")[-length:] if length else format(number, "b")
 
     return convert
@@ -138,25 +192,29 @@ def json_text(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
-def _list_of(item: ColumnType) -> Converter | None:
-    if item.convert is None:
-        return None
-    inner = item.convert
-    return lambda values: [None if v is None else inner(v) for v in values]
+def _list_of(item: ColumnType) -> Converter:
+    inner = item.convert or (lambda v: v)
+
+    def convert(values: Any) -> list[Any]:
+        if type(values) is not list:
+            raise TypeMappingError(f"expected an array, got {type(values).__name__}")
+        return [None if v is None else inner(v) for v in values]
+
+    return convert
 
 
 # ------------------------------------------------------------------------------------- Connect schemas
 _PRIMITIVES: dict[str, tuple[str, pa.DataType, Converter | None]] = {
-    "int8": ("TINYINT", pa.int8(), None),
-    "int16": ("SMALLINT", pa.int16(), None),
-    "int32": ("INTEGER", pa.int32(), None),
-    "int64": ("BIGINT", pa.int64(), None),
+    "int8": ("TINYINT", pa.int8(), checked_int(8)),
+    "int16": ("SMALLINT", pa.int16(), checked_int(16)),
+    "int32": ("INTEGER", pa.int32(), checked_int(32)),
+    "int64": ("BIGINT", pa.int64(), checked_int(64)),
     "float": ("FLOAT", pa.float32(), _float),
     "float32": ("FLOAT", pa.float32(), _float),
     "double": ("DOUBLE", pa.float64(), _float),
     "float64": ("DOUBLE", pa.float64(), _float),
-    "boolean": ("BOOLEAN", pa.bool_(), None),
-    "string": ("VARCHAR", pa.string(), None),
+    "boolean": ("BOOLEAN", pa.bool_(), _BOOL),
+    "string": ("VARCHAR", pa.string(), _TEXT),
     "bytes": ("BLOB", pa.binary(), _base64),
 }
 
@@ -215,11 +273,13 @@ def from_connect(name: str, schema: ConnectSchema) -> ColumnType:
         )
     if semantic in _TEMPORAL:
         duckdb_type, arrow_type = _TEMPORAL[semantic]
-        return ColumnType(duckdb_type=duckdb_type, arrow_type=arrow_type, **common)
+        bits = 32 if arrow_type in (pa.date32(), pa.time32("ms")) else 64
+        return ColumnType(duckdb_type=duckdb_type, arrow_type=arrow_type, convert=checked_int(bits), **common)
     if semantic == "io.debezium.time.ZonedTimestamp":
         return ColumnType(
             duckdb_type="TIMESTAMP WITH TIME ZONE",
             arrow_type=pa.string(),
+            convert=zoned_timestamp_text,
             sql="cast({} as timestamptz)",
             **common,
         )
@@ -236,9 +296,17 @@ def from_connect(name: str, schema: ConnectSchema) -> ColumnType:
             duckdb_type="INTERVAL", arrow_type=pa.month_day_nano_interval(), convert=iso_interval, **common
         )
     if semantic == "io.debezium.data.Uuid":
-        return ColumnType(duckdb_type="UUID", arrow_type=pa.string(), sql="cast({} as uuid)", **common)
+        return ColumnType(
+            duckdb_type="UUID", arrow_type=pa.string(), convert=uuid_text, sql="cast({} as uuid)", **common
+        )
     if semantic == "io.debezium.data.Json":
-        return ColumnType(duckdb_type="JSON", arrow_type=pa.string(), sql="cast({} as json)", **common)
+        return ColumnType(
+            duckdb_type="JSON",
+            arrow_type=pa.string(),
+            convert=json_document_text,
+            sql="cast({} as json)",
+            **common,
+        )
     if semantic == "io.debezium.data.Bits" and schema.type == "bytes":
         length = int(params.get("length", "0"))
         return ColumnType(
