@@ -235,6 +235,25 @@ def down(target: TargetOption = None) -> None:
         catalog_stop(target)
 
 
+# ---------------------------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    target: TargetOption = None,
+    events: Annotated[int, typer.Option(help="change events to generate after the snapshot")] = 5000,
+    fresh: Annotated[bool, typer.Option(help="wipe the lake (catalog and data files) first")] = False,
+) -> None:
+    """The whole pipeline on embedded parts: broker, generator, ingester, lake, dbt build, printed marts."""
+    from rich.console import Console
+
+    from ingest.demo import DemoError, run_demo
+
+    configure_logging("text", level=logging.WARNING)
+    try:
+        run_demo(_settings(target), events, fresh, Console())
+    except (DemoError, IngestError, LandingError) as error:
+        _fail(str(error))
+
+
 # -------------------------------------------------------------------------------------------- corpus
 @app.command("produce-corpus")
 def produce_corpus(
