@@ -51,13 +51,27 @@ def envelope(i: int, schemas: bool) -> tuple[bytes, bytes]:
             "notes": "n" * 420,
         },
         "source": {
-            "version": "3.6.3.Final", "connector": "postgresql", "name": "bench", "ts_ms": 1795241515869,
-            "snapshot": "false", "db": "inventory", "sequence": '["54348544","54348816"]',
-            "ts_us": 1795241515869290, "ts_ns": 1795241515869290000, "schema": "inventory",
-            "table": "customers", "txId": 1003 + i, "lsn": 54348816 + i, "xmin": None, "origin": None,
+            "version": "3.6.3.Final",
+            "connector": "postgresql",
+            "name": "bench",
+            "ts_ms": 1795241515869,
+            "snapshot": "false",
+            "db": "inventory",
+            "sequence": '["54348544","54348816"]',
+            "ts_us": 1795241515869290,
+            "ts_ns": 1795241515869290000,
+            "schema": "inventory",
+            "table": "customers",
+            "txId": 1003 + i,
+            "lsn": 54348816 + i,
+            "xmin": None,
+            "origin": None,
             "origin_lsn": None,
         },
-        "transaction": None, "op": "c", "ts_ms": 1795241515900, "ts_us": 1795241515900123,
+        "transaction": None,
+        "op": "c",
+        "ts_ms": 1795241515900,
+        "ts_us": 1795241515900123,
         "ts_ns": 1795241515900123000,
     }
     key = {"id": i}
@@ -95,8 +109,14 @@ def produce(bootstrap: str, topic: str, events: int, schemas: bool) -> float:
 
 
 def raw_consume_rate(bootstrap: str, topic: str, events: int) -> float:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex}",
-                         "enable.partition.eof": True, "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"raw-{uuid.uuid4().hex}",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
     consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
     seen, started = 0, None
     while True:
@@ -129,7 +149,9 @@ def landed_rate(settings_env: dict[str, str], topic: str, events: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
@@ -162,14 +184,23 @@ def main() -> None:
                 raw_rates.append(raw)
                 landed_rates.append(landed)
                 ratios.append(landed / raw)
-                print(f"{mode} run {run + 1}: {size:.0f} B/event, raw {raw:,.0f}/s, landed {landed:,.0f}/s, "
-                      f"ratio {landed / raw:.3f}", flush=True)
+                print(
+                    f"{mode} run {run + 1}: {size:.0f} B/event, raw {raw:,.0f}/s, landed {landed:,.0f}/s, "
+                    f"ratio {landed / raw:.3f}",
+                    flush=True,
+                )
             results[mode] = {
                 "value_bytes": round(size),
-                "raw_consume_per_s": {"median": statistics.median(raw_rates), "min": min(raw_rates),
-                                      "max": max(raw_rates)},
-                "landed_per_s": {"median": statistics.median(landed_rates), "min": min(landed_rates),
-                                 "max": max(landed_rates)},
+                "raw_consume_per_s": {
+                    "median": statistics.median(raw_rates),
+                    "min": min(raw_rates),
+                    "max": max(raw_rates),
+                },
+                "landed_per_s": {
+                    "median": statistics.median(landed_rates),
+                    "min": min(landed_rates),
+                    "max": max(landed_rates),
+                },
                 "ratio": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)},
             }
     finally:
@@ -180,20 +211,27 @@ def main() -> None:
         "command": f"python bench/ingest_throughput.py --events {args.events} --runs {args.runs}",
         "events": args.events,
         "runs": args.runs,
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": {
+            "cpus": __import__("os").cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "results": results,
     }
     out = REPO / "bench" / "results" / "ingest_throughput.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print()
-    print("| mode | value size | raw consume (events/s) | landed (events/s) | landed / raw (median, min-max) |")
+    print(
+        "| mode | value size | raw consume (events/s) | landed (events/s) | landed / raw (median, min-max) |"
+    )
     print("|---|---|---|---|---|")
     for mode, r in results.items():
-        print(f"| {mode} | {r['value_bytes']} B | {r['raw_consume_per_s']['median']:,.0f} | "
-              f"{r['landed_per_s']['median']:,.0f} | {r['ratio']['median']:.3f} "
-              f"({r['ratio']['min']:.3f}-{r['ratio']['max']:.3f}) |")
+        print(
+            f"| {mode} | {r['value_bytes']} B | {r['raw_consume_per_s']['median']:,.0f} | "
+            f"{r['landed_per_s']['median']:,.0f} | {r['ratio']['median']:.3f} "
+            f"({r['ratio']['min']:.3f}-{r['ratio']['max']:.3f}) |"
+        )
 
 
 if __name__ == "__main__":
