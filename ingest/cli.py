@@ -270,6 +270,53 @@ def produce_corpus(
     typer.echo(f"produced {count} records from {variant.name}")
 
 
+# ----------------------------------------------------------------------------------------- generate
+@app.command()
+def generate(
+    events: Annotated[int, typer.Option(min=0, help="change events after the snapshot (0: none)")] = 1000,
+    rate: Annotated[float, typer.Option(min=0, help="events per second (0: as fast as possible)")] = 0.0,
+    seed: Annotated[int, typer.Option(help="same seed, same events (timestamps follow the clock)")] = 0,
+    schemas: Annotated[bool, typer.Option("--schemas/--no-schemas", help="schemas.enable")] = True,
+    duplicates: Annotated[float, typer.Option(min=0, max=1, help="probability of a redelivery")] = 0.0,
+    late: Annotated[float, typer.Option(min=0, max=1, help="probability of holding a record back")] = 0.0,
+    topic_prefix: Annotated[str, typer.Option(help="Debezium topic.prefix")] = "dbserver1",
+    partitions: Annotated[int | None, typer.Option(min=1, help="default: kafka.topic_partitions")] = None,
+    add_column_after: Annotated[
+        int | None, typer.Option(min=0, help="change events before customers gains `phone` (default: half)")
+    ] = None,
+    target: TargetOption = None,
+) -> None:
+    """Produce a synthetic inventory change stream, shaped exactly like Debezium's PostgreSQL connector."""
+    from ingest import generator as gen
+
+    configure_logging("text")
+    settings = _settings(target)
+    ensure_broker(settings)
+    config = gen.GeneratorConfig(
+        topic_prefix=topic_prefix,
+        events=events,
+        seed=seed,
+        schemas=schemas,
+        add_column_after=add_column_after,
+    )
+    source = gen.InventoryGenerator(config, clock=gen.wall_clock_us)
+    faults = gen.DeliveryFaults(source, duplicates=duplicates, late=late, seed=seed)
+    report = gen.produce_records(
+        faults, settings.kafka.client, source.topics, partitions or settings.kafka.topic_partitions, rate
+    )
+    for topic in source.topics:
+        table = topic.rsplit(".", 1)[-1]
+        kinds = {kind: n for (t, kind), n in sorted(source.counts.items()) if t == table}
+        typer.echo(f"{topic}: {report.per_topic[topic]} records {kinds}")
+    typer.echo(
+        f"{source.change_events} change events, {report.rows} rows to land, {report.records} records "
+        f"({faults.stats.duplicates} duplicates, {faults.stats.late} late) in {report.elapsed_s:.1f} s"
+        + (" (interrupted)" if report.interrupted else "")
+    )
+    if report.failed:
+        _fail(f"{report.failed} records were not delivered: {report.first_error}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

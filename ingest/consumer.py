@@ -27,6 +27,7 @@ from ingest.sink import LakeSink
 log = logging.getLogger(__name__)
 
 METADATA_REFRESH_S = 10.0
+LOG_END_CHECK_S = 1.0
 CONSUME_CHUNK = 5_000
 
 
@@ -124,6 +125,7 @@ class Ingester:
         opened_at: float | None = None
         at_eof: set[tuple[str, int]] = set()
         next_refresh = time.monotonic() + METADATA_REFRESH_S
+        next_log_end_check = time.monotonic() + LOG_END_CHECK_S
         while True:
             wait = max_s if opened_at is None else max(0.0, opened_at + max_s - time.monotonic())
             messages = self._consumer.consume(
@@ -163,6 +165,9 @@ class Ingester:
                 opened_at = None
             if stop.is_set() or (until_caught_up and caught_up and batch.empty):
                 return
+            if now >= next_log_end_check:
+                self._check_log_ends()
+                next_log_end_check = now + LOG_END_CHECK_S
             if now >= next_refresh:
                 self._refresh_assignment()
                 next_refresh = now + METADATA_REFRESH_S
@@ -220,8 +225,8 @@ class Ingester:
         if vanished:
             raise IngestError(
                 f"topics vanished from the broker while assigned: {sorted({t for t, _ in vanished})}. "
-                "If the broker lost its data, run `ingest replay` after re-producing it, "
-                "or `ingest reset-offsets`."
+                "If the broker lost its data, nothing was skipped: re-produce the topics and rebuild staging "
+                "from them, or start from a fresh lake."
             )
         if new:
             self._consumer.incremental_assign(new)
@@ -232,17 +237,35 @@ class Ingester:
                 ", ".join(f"{t.topic}[{t.partition}]@{t.offset}" for t in new[:10]),
             )
 
+    def _check_log_ends(self) -> None:
+        """A stored position past the log's end means the broker lost data that was already landed.
+
+        Some brokers (the dev broker among them) answer a fetch beyond the end with nothing at all rather
+        than OFFSET_OUT_OF_RANGE; the high watermark of the fetch responses shows it either way. In a
+        healthy log the stored position can never exceed it.
+        """
+        assert self._consumer is not None
+        for (topic, partition), stored in self.positions.items():
+            if (topic, partition) not in self.assigned:
+                continue
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if high >= 0 and stored > high:
+                raise IngestError(self._lost_data_message(topic, partition, f"the log ends at {high}"))
+
+    def _lost_data_message(self, topic: str, partition: int, detail: str) -> str:
+        stored = self.positions.get((topic, partition))
+        return (
+            f"{topic}[{partition}]: the offset stored in the lake ({stored}) is outside the log "
+            "on the broker "
+            f"({detail}). The broker has lost or truncated data that was already landed. "
+            "Nothing was skipped or re-read. Re-produce the topic and rebuild staging from it, "
+            "or accept the gap by starting from a fresh lake."
+        )
+
     def _on_consumer_error(self, message: Message, error: KafkaError) -> None:
         where = f"{message.topic()}[{message.partition()}]"
         if error.code() in (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET):
-            stored = self.positions.get((message.topic(), message.partition()))
-            raise IngestError(
-                f"{where}: the offset stored in the lake ({stored}) is outside the log on the broker "
-                f"({error.str()}). The broker has lost or truncated data that was already landed. "
-                "Nothing was skipped or re-read. Re-produce the topic and run `ingest replay`, "
-                "or accept the gap with "
-                "`ingest reset-offsets`."
-            )
+            raise IngestError(self._lost_data_message(message.topic(), message.partition(), error.str()))
         if error.fatal():
             raise IngestError(f"{where}: fatal consumer error: {error.str()}")
         log.warning("%s: consumer error: %s", where, error.str())
