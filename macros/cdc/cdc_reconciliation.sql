@@ -1,0 +1,146 @@
+{% macro cdc_reconciliation(current, staging, key) -%}
+    {#- Rows where a current-state model differs from the latest state per key recomputed in full from
+        staging. Deliberately written apart from cdc_history/cdc_current: the latest event per key decides,
+        a key is gone when that event is a delete or precedes the last truncate, and a column the event did
+        not send (TOAST) takes the value of the latest event that sent it. Empty when they agree. -#}
+    {%- set key = [key] if key is string else key -%}
+    {%- set columns = [] -%}
+    {%- if execute -%}
+        {%- for column in adapter.get_columns_in_relation(current) -%}
+            {%- if not cdc_is_bookkeeping(column.name) -%}
+                {%- do columns.append({'name': column.name, 'data_type': column.data_type}) -%}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- set types = {} -%}
+    {%- for column in columns -%}
+        {%- do types.update({column.name: column.data_type}) -%}
+    {%- endfor -%}
+    {%- set values = columns | rejectattr('name', 'in', key) | list -%}
+    {%- set staged = cdc_relation_columns(staging) -%}
+    {%- set newest_first = '_cdc_lsn desc nulls first, _kafka_partition desc, _kafka_offset desc' %}
+
+with
+
+staging as (
+
+    select * from {{ staging }}
+
+),
+
+last_truncate as (
+
+    select
+        _cdc_lsn,
+        _kafka_partition,
+        _kafka_offset
+    from staging
+    where _cdc_op = 't'
+    order by {{ newest_first }}
+    limit 1
+
+),
+
+latest_event as (
+
+    select *
+    from staging
+    where _cdc_op != 't'
+    qualify row_number() over (partition by {{ key | join(', ') }} order by {{ newest_first }}) = 1
+
+),
+
+surviving as (
+
+    select latest_event.*
+    from latest_event
+    left join last_truncate on true
+    where
+        latest_event._cdc_op != 'd'
+        and (
+            last_truncate._cdc_lsn is null and last_truncate._kafka_offset is null
+            or coalesce(
+                latest_event._cdc_lsn > last_truncate._cdc_lsn,
+                (latest_event._kafka_partition, latest_event._kafka_offset)
+                > (last_truncate._kafka_partition, last_truncate._kafka_offset)
+            )
+        )
+
+),
+{%- for column in values %}
+
+sent_{{ loop.index }} as (
+
+    -- latest value of {{ column.name }} that was actually sent
+    select
+        {{ key | join(', ') }},
+        {%- if (column.name | lower) in staged %}
+        {{ adapter.quote(column.name) }}
+        {%- else %}
+        null as {{ adapter.quote(column.name) }}
+        {%- endif %}
+    from staging
+    where
+        _cdc_op in ('r', 'c', 'u')
+        and not list_contains(coalesce(_cdc_unavailable_columns, []), '{{ column.name }}')
+    qualify row_number() over (partition by {{ key | join(', ') }} order by {{ newest_first }}) = 1
+
+),
+{%- endfor %}
+
+expected as (
+
+    select
+        {%- for name in key %}
+        cast(surviving.{{ name }} as {{ types.get(name, 'varchar') }}) as {{ name }},
+        {%- endfor %}
+        {%- for column in values %}
+        {{ cdc_cast(
+            'sent_' ~ loop.index ~ '.' ~ adapter.quote(column.name),
+            column.data_type,
+            staged.get(column.name | lower)
+        ) }} as {{ adapter.quote(column.name) }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from surviving
+    {%- for column in values %}
+    left join sent_{{ loop.index }} using ({{ key | join(', ') }})
+    {%- endfor %}
+
+),
+
+actual as (
+
+    select
+        {%- for column in columns %}
+        {{ adapter.quote(column.name) }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    from {{ current }}
+
+),
+
+missing as (
+
+    select * from expected
+    except all
+    select * from actual
+
+),
+
+unexpected as (
+
+    select * from actual
+    except all
+    select * from expected
+
+)
+
+select
+    'missing from the model' as problem,
+    *
+from missing
+union all
+select
+    'not expected in the model' as problem,
+    *
+from unexpected
+{%- endmacro %}

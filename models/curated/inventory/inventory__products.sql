@@ -1,0 +1,3 @@
+{{ config(unique_key='id', incremental_strategy='cdc_apply') }}
+
+{{ cdc_current(ref('inventory__products__history')) }}

@@ -1,0 +1,2 @@
+-- inventory__type_zoo equals the latest state per key recomputed in full from staging
+{{ cdc_reconciliation(ref('inventory__type_zoo'), source('staging', 'inventory__type_zoo'), key='id') }}
