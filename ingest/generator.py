@@ -62,7 +62,7 @@ class Record(NamedTuple):
 
 # ----------------------------------------------------------------------------------- Connect schemas
 # Field schemas exactly as JsonConverter writes them (key order matters for byte-identical output).
-_SERIAL = {"type": "int32", "optional": False}  # Debezium can't evaluate nextval(): default 0
+_SERIAL = {"type": "int32", "optional": False, "default": 0}  # Debezium can't evaluate nextval(): default 0
 _INT32 = {"type": "int32", "optional": False}
 _STRING = {"type": "string", "optional": False}
 _OPT_STRING = {"type": "string", "optional": True}

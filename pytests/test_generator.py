@@ -1,13 +1,12 @@
 """The synthetic Debezium source: shaped like the recorded corpus, consistent, deterministic, bounded."""
 
-import re
 from collections import Counter, defaultdict
 from itertools import pairwise
 
 import orjson
 import pytest
-
 from conftest import CORPUS
+
 from ingest.decode import ChangeRow, DeadLetter, Decoder, RawRecord, Skipped, TransactionRecord
 from ingest.generator import (
     TABLES,
@@ -24,27 +23,39 @@ from ingest.generator import (
 PREFIX = "shop"
 TABLE_NAMES = [t.name for t in TABLES]
 SNAPSHOT_ROWS = {"addresses": 7, "customers": 4, "orders": 4, "products": 9, "products_on_hand": 9}
-CONTEXT_HEADERS = ["__debezium.context.connectorLogicalName", "__debezium.context.taskId",
-                   "__debezium.context.connectorName", "__debezium.context.runId"]
+CONTEXT_HEADERS = [
+    "__debezium.context.connectorLogicalName",
+    "__debezium.context.taskId",
+    "__debezium.context.connectorName",
+    "__debezium.context.runId",
+]
 needs_corpus = pytest.mark.skipif(not CORPUS.exists(), reason="corpus not present")
 
 
 # ------------------------------------------------------------------------------------------ helpers
 def generate(events=2000, seed=1, schemas=False, duplicates=0.0, late=0.0, **config) -> list[Record]:
-    generator = InventoryGenerator(GeneratorConfig(topic_prefix=PREFIX, events=events, seed=seed, schemas=schemas,
-                                                   **config))
+    generator = InventoryGenerator(
+        GeneratorConfig(topic_prefix=PREFIX, events=events, seed=seed, schemas=schemas, **config)
+    )
     return list(DeliveryFaults(generator, duplicates, late, seed=seed))
 
 
 def parse(record: Record) -> dict:
     """A record in the corpus's own format: key and value parsed, headers decoded."""
-    return {"topic": record.topic, "key": orjson.loads(record.key) if record.key else None,
-            "value": orjson.loads(record.value) if record.value else None,
-            "headers": {k: v.decode() for k, v in record.headers}}
+    return {
+        "topic": record.topic,
+        "key": orjson.loads(record.key) if record.key else None,
+        "value": orjson.loads(record.value) if record.value else None,
+        "headers": {k: v.decode() for k, v in record.headers},
+    }
 
 
 def payload(document):
-    return document["payload"] if isinstance(document, dict) and set(document) == {"schema", "payload"} else document
+    return (
+        document["payload"]
+        if isinstance(document, dict) and set(document) == {"schema", "payload"}
+        else document
+    )
 
 
 def table_of(topic: str) -> str:
@@ -64,7 +75,7 @@ def substitute_prefix(document, prefix: str = PREFIX):
 
 
 def kind(parsed: dict) -> str:
-    """r/c/u/d, 'tombstone', BEGIN/END; 'pk-d'/'pk-tombstone'/'pk-c' for the records of a primary-key change."""
+    """r/c/u/d, tombstone, BEGIN/END; pk-d/pk-tombstone/pk-c for the records of a primary-key change."""
     if table_of(parsed["topic"]) == "transaction":
         return payload(parsed["value"])["status"]
     base = "tombstone" if parsed["value"] is None else payload(parsed["value"])["op"]
@@ -97,10 +108,10 @@ def murmur2(data: bytes) -> int:
     """Kafka's Java `Utils.murmur2` (the default partitioner's hash), as unsigned 32 bits."""
     m, h = 0x5BD1E995, (0x9747B28C ^ len(data)) & 0xFFFFFFFF
     for i in range(0, len(data) - len(data) % 4, 4):
-        k = (int.from_bytes(data[i:i + 4], "little") * m) & 0xFFFFFFFF
+        k = (int.from_bytes(data[i : i + 4], "little") * m) & 0xFFFFFFFF
         k = ((k ^ (k >> 24)) * m) & 0xFFFFFFFF
         h = ((h * m) & 0xFFFFFFFF) ^ k
-    tail = data[len(data) - len(data) % 4:]
+    tail = data[len(data) - len(data) % 4 :]
     if tail:
         for shift, byte in reversed(list(enumerate(tail))):
             h ^= byte << (8 * shift)
@@ -145,8 +156,9 @@ def test_content_does_not_depend_on_the_clock():
     for a, b in zip(map(parse, simulated), map(parse, walled), strict=True):
         assert (a["topic"], a["key"], kind(a)) == (b["topic"], b["key"], kind(b))
         if a["value"] and "op" in a["value"]:
-            assert {k: v for k, v in a["value"].items() if k not in strip} == \
-                   {k: v for k, v in b["value"].items() if k not in strip}
+            assert {k: v for k, v in a["value"].items() if k not in strip} == {
+                k: v for k, v in b["value"].items() if k not in strip
+            }
 
 
 def test_exactly_the_requested_number_of_change_events():
@@ -162,20 +174,31 @@ def test_exactly_the_requested_number_of_change_events():
 def test_snapshot_markers_and_shared_position():
     records = [parse(r) for r in generate(events=10)][:33]
     assert [table_of(r["topic"]) for r in records] == [
-        f"inventory.{t}" for t in TABLE_NAMES for _ in range(SNAPSHOT_ROWS[t])]
+        f"inventory.{t}" for t in TABLE_NAMES for _ in range(SNAPSHOT_ROWS[t])
+    ]
     sources = [payload(r["value"])["source"] for r in records]
     markers = [s["snapshot"] for s in sources]
     assert markers[0] == "first" and markers[-1] == "last"
     assert markers.count("first_in_data_collection") == 4 and markers.count("last_in_data_collection") == 4
-    expected = [snapshot_marker(ti, 5, ri, SNAPSHOT_ROWS[t]) for ti, t in enumerate(TABLE_NAMES)
-                for ri in range(SNAPSHOT_ROWS[t])]
+    expected = [
+        snapshot_marker(ti, 5, ri, SNAPSHOT_ROWS[t])
+        for ti, t in enumerate(TABLE_NAMES)
+        for ri in range(SNAPSHOT_ROWS[t])
+    ]
     assert markers == expected
     assert expected[:8] == ["first", *["true"] * 5, "last_in_data_collection", "first_in_data_collection"]
     assert len({(s["ts_ms"], s["ts_us"], s["lsn"], s["txId"], s["sequence"]) for s in sources}) == 1
     assert sources[0]["sequence"] == f'[null,"{sources[0]["lsn"]}"]'
     assert all(payload(r["value"])["transaction"] is None and kind(r) == "r" for r in records)
-    assert image(records[0]) == {"id": 10, "customer_id": 1001, "street": "3183 Moore Avenue", "city": "Euless",
-                                 "state": "Texas", "zip": "76036", "type": "SHIPPING"}
+    assert image(records[0]) == {
+        "id": 10,
+        "customer_id": 1001,
+        "street": "3183 Moore Avenue",
+        "city": "Euless",
+        "state": "Texas",
+        "zip": "76036",
+        "type": "SHIPPING",
+    }
     assert image(records[11])["order_date"] == 16816  # 2016-01-16 as io.debezium.time.Date
 
 
@@ -247,7 +270,9 @@ def assert_same_shape(ours: dict, ref: dict, schemas: bool) -> None:
     assert mine["source"]["name"] == PREFIX
     assert typed(mine["transaction"]) == typed(theirs["transaction"]), where
     if mine["op"] == theirs["op"]:
-        assert [mine[s] is None for s in ("before", "after")] == [theirs[s] is None for s in ("before", "after")]
+        assert [mine[s] is None for s in ("before", "after")] == [
+            theirs[s] is None for s in ("before", "after")
+        ]
     row, ref_row = image(ours), image(ref)
     assert list(row) == list(ref_row), where
     for column, value in row.items():  # types agree wherever neither side is null
@@ -268,7 +293,9 @@ def test_every_record_has_the_corpus_shape(schemas):
     # every (table, op, column set) of the corpus was generated and compared exactly: r/c/u/d/tombstones of
     # the five tables, customers before and after ADD COLUMN phone, BEGIN and END
     exact = {(t, k, c) for t, k, c, e in covered if e}
-    assert {(table_of(r["topic"]), kind(r), columns(r)) for r in corpus if not kind(r).startswith("pk-")} <= exact
+    assert {
+        (table_of(r["topic"]), kind(r), columns(r)) for r in corpus if not kind(r).startswith("pk-")
+    } <= exact
     generated = {(t, k) for t, k, _, _ in covered}
     for table in TABLE_NAMES:
         assert {(f"inventory.{table}", k) for k in ("r", "c", "u", "d", "tombstone")} <= generated
@@ -278,7 +305,11 @@ def test_every_record_has_the_corpus_shape(schemas):
 
 @needs_corpus
 def test_default_identity_deletes_carry_the_corpus_zero_values():
-    corpus = {table_of(r["topic"]): image(r) for r in corpus_records("precise-noschemas") if kind(r) in ("d", "pk-d")}
+    corpus = {
+        table_of(r["topic"]): image(r)
+        for r in corpus_records("precise-noschemas")
+        if kind(r) in ("d", "pk-d")
+    }
     deletes = [r for r in map(parse, generate(events=4000, seed=2)) if kind(r) in ("d", "pk-d")]
     for record in deletes:
         table = table_of(record["topic"])
@@ -297,8 +328,13 @@ def test_default_identity_deletes_carry_the_corpus_zero_values():
 def test_transaction_records_match_the_corpus_and_java_hashmap_order():
     corpus_end = [r for r in corpus_records("precise-noschemas") if kind(r) == "END"][20]
     names = [c["data_collection"] for c in corpus_end["value"]["data_collections"]]
-    inserted = ["inventory.customers", "inventory.addresses", "inventory.orders", "inventory.products_on_hand",
-                "inventory.audit_log"]  # the statement order of the corpus's multi-table transaction
+    inserted = [
+        "inventory.customers",
+        "inventory.addresses",
+        "inventory.orders",
+        "inventory.products_on_hand",
+        "inventory.audit_log",
+    ]  # the statement order of the corpus's multi-table transaction
     assert java_hashmap_order(inserted) == names
 
 
@@ -346,8 +382,11 @@ def test_every_delete_is_followed_by_its_tombstone():
         if kind(record) in ("d", "pk-d"):
             deletes += 1
             assert following["value"] is None
-            assert (following["topic"], following["key"], following["headers"]) == \
-                   (record["topic"], record["key"], record["headers"])
+            assert (following["topic"], following["key"], following["headers"]) == (
+                record["topic"],
+                record["key"],
+                record["headers"],
+            )
         if following["value"] is None:
             assert kind(record) in ("d", "pk-d")
     assert deletes > 100
@@ -366,7 +405,9 @@ def test_primary_key_change_is_delete_tombstone_create_on_one_lsn():
         assert record["headers"]["__debezium.newkey"] == orjson.dumps(new_key).decode()
         assert tombstone["headers"]["__debezium.newkey"] == orjson.dumps(new_key).decode()
         assert create["headers"]["__debezium.oldkey"] == orjson.dumps(old_key).decode()
-        assert list(record["headers"])[0] == "__debezium.newkey" and list(create["headers"])[0] == "__debezium.oldkey"
+        # the key header comes first, then the 4 context headers
+        assert list(record["headers"]) == ["__debezium.newkey", *CONTEXT_HEADERS]
+        assert list(create["headers"]) == ["__debezium.oldkey", *CONTEXT_HEADERS]
         d, c = record["value"], create["value"]
         assert d["source"]["lsn"] == c["source"]["lsn"] and d["source"]["txId"] == c["source"]["txId"]
         assert c["transaction"]["total_order"] == d["transaction"]["total_order"] + 1
@@ -387,16 +428,23 @@ def test_transactions_are_consistent():
         assert tx_id > last_tx
         assert begin["key"] == {"id": begin["value"]["id"]} and end["key"] == {"id": end["value"]["id"]}
         assert begin["headers"] == {} == end["headers"]
-        assert begin["value"] == {"status": "BEGIN", "id": f"{tx_id}:{events[0]['value']['source']['lsn']}",
-                                  "event_count": None, "data_collections": None,
-                                  "ts_ms": events[0]["value"]["source"]["ts_ms"]}
+        assert begin["value"] == {
+            "status": "BEGIN",
+            "id": f"{tx_id}:{events[0]['value']['source']['lsn']}",
+            "event_count": None,
+            "data_collections": None,
+            "ts_ms": events[0]["value"]["source"]["ts_ms"],
+        }
         per_table = Counter()
         for total, record in enumerate(events, start=1):
             source, block = record["value"]["source"], record["value"]["transaction"]
             per_table[source["table"]] += 1
             assert source["txId"] == tx_id and source["snapshot"] == "false"
-            assert block == {"id": f"{tx_id}:{source['lsn']}", "total_order": total,
-                             "data_collection_order": per_table[source["table"]]}
+            assert block == {
+                "id": f"{tx_id}:{source['lsn']}",
+                "total_order": total,
+                "data_collection_order": per_table[source["table"]],
+            }
             assert source["sequence"] == orjson.dumps([last_commit_lsn, str(source["lsn"])]).decode()
             assert source["lsn"] >= last_lsn and source["ts_ms"] == begin["value"]["ts_ms"] >= last_ts
             assert source["ts_us"] // 1000 == source["ts_ms"] and source["ts_ns"] == source["ts_us"] * 1000
@@ -407,7 +455,9 @@ def test_transactions_are_consistent():
         assert end["value"]["event_count"] == len(events) == sum(per_table.values())  # tombstones not counted
         names = [f"inventory.{t}" for t in per_table]
         assert end["value"]["data_collections"] == [
-            {"data_collection": n, "event_count": per_table[n.split(".")[1]]} for n in java_hashmap_order(names)]
+            {"data_collection": n, "event_count": per_table[n.split(".")[1]]}
+            for n in java_hashmap_order(names)
+        ]
         assert end["value"]["ts_ms"] == begin["value"]["ts_ms"]
         last_commit_lsn, last_tx, last_ts = end_lsn, tx_id, begin["value"]["ts_ms"]
     assert sizes[1] > 100 and sizes[2] > 100 and max(sizes) >= 3  # single- and multi-table transactions
@@ -449,8 +499,9 @@ def test_foreign_keys_and_stock_hold_in_the_stream():
 
 
 def test_phone_column_is_added_after_the_configured_number_of_events():
-    generator = InventoryGenerator(GeneratorConfig(topic_prefix=PREFIX, events=3000, seed=13, schemas=True,
-                                                   add_column_after=1200))
+    generator = InventoryGenerator(
+        GeneratorConfig(topic_prefix=PREFIX, events=3000, seed=13, schemas=True, add_column_after=1200)
+    )
     changes, first_with_phone, old_customer_update = 0, None, None
     for record in map(parse, generator):
         if record["value"] is None or table_of(record["topic"]) == "transaction":
@@ -466,7 +517,12 @@ def test_phone_column_is_added_after_the_configured_number_of_events():
             first_with_phone = changes
             phone = record["value"]["schema"]["fields"][1]["fields"][-1]
             assert phone == {"type": "string", "optional": True, "field": "phone"}
-        if has_phone and value["op"] == "u" and value["before"]["phone"] is None and old_customer_update is None:
+        if (
+            has_phone
+            and value["op"] == "u"
+            and value["before"]["phone"] is None
+            and old_customer_update is None
+        ):
             old_customer_update = value
         if first_with_phone is not None:
             assert has_phone
@@ -494,7 +550,9 @@ def test_late_records_never_overtake_their_own_key():
     assert shuffled != clean and Counter(map(hashable, shuffled)) == Counter(map(hashable, clean))
     assert per_key(shuffled) == per_key(clean)
     transaction_topic = f"{PREFIX}.transaction"
-    assert [r for r in shuffled if r.topic == transaction_topic] == [r for r in clean if r.topic == transaction_topic]
+    assert [r for r in shuffled if r.topic == transaction_topic] == [
+        r for r in clean if r.topic == transaction_topic
+    ]
     assert faults.stats.late > 500 and faults.held == 0
 
 
@@ -517,7 +575,9 @@ def test_duplicates_are_byte_identical_redeliveries_of_a_keys_latest_record():
 
 
 def test_memory_stays_bounded_over_200k_events():
-    generator = InventoryGenerator(GeneratorConfig(topic_prefix=PREFIX, events=200_000, seed=16, max_rows=500))
+    generator = InventoryGenerator(
+        GeneratorConfig(topic_prefix=PREFIX, events=200_000, seed=16, max_rows=500)
+    )
     faults = DeliveryFaults(generator, duplicates=0.01, late=0.05, seed=16, late_window=50, recent=256)
     sizes = []
     for count, _record in enumerate(faults):
@@ -545,7 +605,9 @@ def test_pacer_spaces_events_on_a_fixed_schedule():
 
 
 def test_producer_uses_the_java_default_partitioner():
-    settings = producer_settings({"bootstrap.servers": "x:1", "session.timeout.ms": "6000", "partitioner": "random"})
+    settings = producer_settings(
+        {"bootstrap.servers": "x:1", "session.timeout.ms": "6000", "partitioner": "random"}
+    )
     assert settings["partitioner"] == "murmur2_random" and "session.timeout.ms" not in settings
 
 
@@ -557,23 +619,32 @@ def test_generated_stream_lands_row_for_row(lake):
     result = lake.ingest("generate", *args, "--partitions=3", f"--topic-prefix={lake.topic_prefix}")
     assert "2000 change events" in result.stdout
     # The same seed regenerates the same records (only the timestamps differ): expected counts and keys.
-    generator = InventoryGenerator(GeneratorConfig(topic_prefix=lake.topic_prefix, events=2000, seed=21,
-                                                   add_column_after=1000))
+    generator = InventoryGenerator(
+        GeneratorConfig(topic_prefix=lake.topic_prefix, events=2000, seed=21, add_column_after=1000)
+    )
     records = list(DeliveryFaults(generator, options["duplicates"], options["late"], seed=21))
     lake.ingest("run", "--until-caught-up")
     assert lake.query("select count(*) from lake.staging._dead_letters") == [(0,)]
     for table in TABLE_NAMES:
-        sent = [r for r in records if r.topic == f"{lake.topic_prefix}.inventory.{table}" and r.value is not None]
+        sent = [
+            r for r in records if r.topic == f"{lake.topic_prefix}.inventory.{table}" and r.value is not None
+        ]
         ops = lambda batch: Counter(payload(orjson.loads(r.value))["op"] for r in batch)  # noqa: E731
         staged = dict(lake.query(f"select _cdc_op, count(*) from lake.staging.inventory__{table} group by 1"))
         # one staging row per record sent; a redelivery is a Kafka record of its own, so it lands again
         assert staged == ops(sent), table
         unique = list({hashable(r): r for r in sent}.values())
-        assert ops(unique) == {op: generator.counts[(table, op)] for op in "rcud" if generator.counts[(table, op)]}
+        assert ops(unique) == {
+            op: generator.counts[(table, op)] for op in "rcud" if generator.counts[(table, op)]
+        }
         # librdkafka's murmur2_random put every key on the partition Kafka's Java client would have chosen
         key_column = "product_id" if table == "products_on_hand" else "id"
         expected = {next(iter(payload(orjson.loads(r.key)).values())): java_partition(r.key, 3) for r in sent}
-        placed = lake.query(f"select distinct {key_column}, _kafka_partition from lake.staging.inventory__{table}")
-        assert dict(placed) == expected and len(placed) == len(expected) and set(expected.values()) == {0, 1, 2}
+        placed = lake.query(
+            f"select distinct {key_column}, _kafka_partition from lake.staging.inventory__{table}"
+        )
+        assert (
+            dict(placed) == expected and len(placed) == len(expected) and set(expected.values()) == {0, 1, 2}
+        )
     phones = lake.query("select count(*) from lake.staging.inventory__customers where phone is not null")
     assert phones[0][0] > 0
