@@ -39,12 +39,27 @@
 {%- endmacro %}
 
 
+{% macro cdc_is_fixture(relation) -%}
+    {#- A unit-test fixture stands in for the relation (a CTE, nothing to inspect). -#}
+    {{ return(relation.database is none or (relation.identifier or '').startswith('__dbt__cte__')) }}
+{%- endmacro %}
+
+
+{% macro cdc_relation_exists(relation) -%}
+    {#- False only when the relation can be looked up and is not there, e.g. a staging table the ingester has
+        not created yet (it creates one with the first event of its topic). -#}
+    {%- if not execute or cdc_is_fixture(relation) -%}
+        {{ return(true) }}
+    {%- endif -%}
+    {{ return(load_relation(relation) is not none) }}
+{%- endmacro %}
+
+
 {% macro cdc_relation_columns(relation) -%}
     {#- {lower-case column name: data type} of an existing relation; empty when it cannot be inspected (not
         built yet, or a unit-test fixture), in which case every declared column is assumed present. -#}
     {%- set columns = {} -%}
-    {%- set is_fixture = relation.database is none or (relation.identifier or '').startswith('__dbt__cte__') -%}
-    {%- if execute and not is_fixture -%}
+    {%- if execute and not cdc_is_fixture(relation) and cdc_relation_exists(relation) -%}
         {%- for column in adapter.get_columns_in_relation(relation) -%}
             {%- do columns.update({column.name | lower: column.data_type}) -%}
         {%- endfor -%}

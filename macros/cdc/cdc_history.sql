@@ -28,10 +28,29 @@
 with
 
 staging as (
+    {%- if cdc_relation_exists(staging) %}
 
     select * from {{ staging }}
     {%- if is_incremental() %}
     where _batch_id > {{ cdc_batch_watermark() }}
+    {%- endif %}
+    {%- else %}
+    {%- do log("warning: " ~ staging ~ " does not exist (yet): " ~ model.name ~ " reads no events", info=true) %}
+
+    -- the ingester has not created the staging table yet: no events
+    select
+        {%- for column in columns %}
+        cast(null as {{ column.data_type }}) as {{ adapter.quote(column.name) }},
+        {%- endfor %}
+        cast(null as varchar) as _cdc_op,
+        cast(null as timestamptz) as _cdc_source_ts,
+        cast(null as bigint) as _cdc_lsn,
+        cast(null as varchar) as _cdc_tx_id,
+        cast(null as integer) as _kafka_partition,
+        cast(null as bigint) as _kafka_offset,
+        cast(null as bigint) as _batch_id,
+        cast(null as varchar []) as _cdc_unavailable_columns
+    where false
     {%- endif %}
 
 ),

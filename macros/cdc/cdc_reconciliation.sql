@@ -18,7 +18,15 @@
     {%- endfor -%}
     {%- set values = columns | rejectattr('name', 'in', key) | list -%}
     {%- set staged = cdc_relation_columns(staging) -%}
-    {%- set newest_first = '_cdc_lsn desc nulls first, _kafka_partition desc, _kafka_offset desc' %}
+    {%- set newest_first = '_cdc_lsn desc nulls first, _kafka_partition desc, _kafka_offset desc' -%}
+    {%- if not cdc_relation_exists(staging) %}
+
+-- no staging table yet: the model must be empty
+select
+    'not expected in the model (no staging table)' as problem,
+    *
+from {{ current }}
+    {%- else %}
 
 with
 
@@ -143,4 +151,5 @@ select
     'not expected in the model' as problem,
     *
 from unexpected
+    {%- endif %}
 {%- endmacro %}
