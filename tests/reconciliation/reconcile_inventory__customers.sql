@@ -1,2 +1,8 @@
--- inventory__customers equals the latest state per key recomputed in full from staging
-{{ cdc_reconciliation(ref('inventory__customers'), source('staging', 'inventory__customers'), key='id') }}
+-- current state of inventory.customers = latest version per key, recomputed in full from staging
+{{
+    cdc_reconciliation(
+        ref('inventory__customers'),
+        source('staging', 'inventory__customers'),
+        key='id',
+    )
+}}

@@ -1,2 +1,8 @@
--- inventory__products equals the latest state per key recomputed in full from staging
-{{ cdc_reconciliation(ref('inventory__products'), source('staging', 'inventory__products'), key='id') }}
+-- current state of inventory.products = latest version per key, recomputed in full from staging
+{{
+    cdc_reconciliation(
+        ref('inventory__products'),
+        source('staging', 'inventory__products'),
+        key='id',
+    )
+}}

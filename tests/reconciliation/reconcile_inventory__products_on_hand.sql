@@ -1,2 +1,8 @@
--- inventory__products_on_hand equals the latest state per key recomputed in full from staging
-{{ cdc_reconciliation(ref('inventory__products_on_hand'), source('staging', 'inventory__products_on_hand'), key='product_id') }}
+-- current state of inventory.products_on_hand = latest version per key, recomputed in full from staging
+{{
+    cdc_reconciliation(
+        ref('inventory__products_on_hand'),
+        source('staging', 'inventory__products_on_hand'),
+        key='product_id',
+    )
+}}

@@ -103,7 +103,7 @@ final as (
         on
             latest_versions.product_id = product_at_order.id
             and not product_at_order._is_deleted
-            and product_at_order._valid_from <= order_lifecycle.placed_at
+            and order_lifecycle.placed_at >= product_at_order._valid_from
             and (product_at_order._valid_to is null or order_lifecycle.placed_at < product_at_order._valid_to)
     left join product_batches
         on latest_versions.product_id = product_batches.product_id
