@@ -1,0 +1,48 @@
+"""`dbt build` on test data: land a corpus variant, then the real dbt build (models, contracts, unit and data
+tests, reconciliation) against that lake, twice (the second build is incremental)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS, REPO, VARIANTS
+
+from ingest.corpus import produce, read_variant
+
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(not VARIANTS, reason="corpus not present")]
+
+
+def dbt(lake, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [
+        str(Path(sys.executable).parent / "dbt"),
+        *args,
+        "--target-path",
+        str(tmp_path / "target"),
+        "--log-path",
+        str(tmp_path / "logs"),
+    ]
+    return subprocess.run(command, env=lake.env, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_dbt_build_passes_on_a_landed_corpus(lake, tmp_path):
+    # Schemas on, decimals precise: the configuration the curated contracts are typed for.
+    variant = "precise-schemas"
+    produce(read_variant(CORPUS / variant, topic_prefix=lake.topic_prefix), lake.settings.kafka.client)
+    lake.ingest("run", "--until-caught-up")
+    first = dbt(lake, tmp_path, "build")
+    assert first.returncode == 0, first.stdout[-6000:]
+    second = dbt(lake, tmp_path, "build")
+    assert second.returncode == 0, second.stdout[-6000:]
+    # the corpus's final state, from its SQL: customer 1005 deleted, 1006 and 1007 created, 1001 got a phone
+    customers = dict(lake.query("select id, email from lake.curated.inventory__customers"))
+    assert sorted(customers) == [1001, 1002, 1003, 1004, 1006, 1007]
+    assert lake.query("select phone from lake.curated.inventory__customers where id = 1001") == [
+        ("+1-555-0101",)
+    ]
+    # TRUNCATE then two inserts, then the transaction's update of product 101: 10 - 3
+    assert sorted(
+        lake.query("select product_id, quantity from lake.curated.inventory__products_on_hand")
+    ) == [(101, 7), (102, 20)]
+    # the primary-key change 110 -> 210
+    assert lake.query("select id from lake.curated.inventory__products where id in (110, 210)") == [(210,)]
