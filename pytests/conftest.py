@@ -16,7 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import pytest
+from confluent_kafka import Producer
 
 from ingest.broker import EmbeddedBroker
 from ingest.catalog import EmbeddedCatalog
@@ -120,3 +122,22 @@ def lake(state_dir: Path, catalog: EmbeddedCatalog, broker: EmbeddedBroker, tmp_
     env.update(env_overrides)
     settings = load_settings("dev", project_dir=REPO, environ=env)
     return Lake(settings, env, prefix)
+
+
+def produce_items(lake, topic: str, start: int, count: int) -> None:
+    producer = Producer({"bootstrap.servers": lake.settings.kafka.bootstrap_servers, "linger.ms": 5})
+    for i in range(start, start + count):
+        value = {
+            "before": None,
+            "after": {"id": i},
+            "op": "c",
+            "source": {
+                "ts_ms": 1795241515000,
+                "snapshot": "false",
+                "schema": "s",
+                "table": "items",
+                "lsn": i,
+            },
+        }
+        producer.produce(topic, key=b'{"id":%d}' % i, value=orjson.dumps(value))
+    assert producer.flush(30) == 0

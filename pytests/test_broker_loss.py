@@ -3,9 +3,8 @@ error instead of silently re-reading or skipping."""
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, produce_items
 from ingest.broker import EmbeddedBroker, ensure_topics
-from test_cli import produce_items
 
 pytestmark = pytest.mark.integration
 

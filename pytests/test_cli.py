@@ -6,11 +6,9 @@ import subprocess
 import sys
 import time
 
-import orjson
 import pytest
-from confluent_kafka import Producer
-from conftest import REPO
 
+from conftest import REPO, produce_items
 from ingest.broker import ensure_topics
 from ingest.decode import Decoder, RawRecord, Skipped, classify_topic
 
@@ -32,25 +30,6 @@ def test_heartbeats_and_schema_change_topics_are_skipped_unless_configured():
     assert isinstance(schema_change, Skipped) and schema_change.reason == "schema_change"
     landing = Decoder(skip_heartbeats=False).decode(RawRecord("__debezium-heartbeat.x", 0, 0, None, b"{}"))
     assert not isinstance(landing, Skipped)
-
-
-def produce_items(lake, topic: str, start: int, count: int) -> None:
-    producer = Producer({"bootstrap.servers": lake.settings.kafka.bootstrap_servers, "linger.ms": 5})
-    for i in range(start, start + count):
-        value = {
-            "before": None,
-            "after": {"id": i},
-            "op": "c",
-            "source": {
-                "ts_ms": 1795241515000,
-                "snapshot": "false",
-                "schema": "s",
-                "table": "items",
-                "lsn": i,
-            },
-        }
-        producer.produce(topic, key=b'{"id":%d}' % i, value=orjson.dumps(value))
-    assert producer.flush(30) == 0
 
 
 @pytest.mark.integration
