@@ -16,8 +16,8 @@ import time
 import orjson
 import pytest
 from confluent_kafka import Producer
-from conftest import REPO
 
+from conftest import REPO
 from ingest.broker import ensure_topics
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, VARIANTS
 
+from conftest import CORPUS, VARIANTS
 from ingest.corpus import read_variant
 from ingest.decode import ChangeRow, DeadLetter, Decoder, MessageRecord, RawRecord, Skipped, TransactionRecord
 

@@ -5,8 +5,8 @@ from itertools import pairwise
 
 import orjson
 import pytest
-from conftest import CORPUS
 
+from conftest import CORPUS
 from ingest.decode import ChangeRow, DeadLetter, Decoder, RawRecord, Skipped, TransactionRecord
 from ingest.generator import (
     TABLES,

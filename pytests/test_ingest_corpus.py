@@ -7,8 +7,8 @@ from uuid import UUID
 
 import orjson
 import pytest
-from conftest import CORPUS, VARIANTS
 
+from conftest import CORPUS, VARIANTS
 from ingest.corpus import produce, read_variant
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not VARIANTS, reason="corpus not present")]
