@@ -147,9 +147,24 @@ applied as (
 
 ),
 
+applied_truncate as (
+
+    -- the latest truncate applied: an event from before it that arrives late is gone too
+    select
+        _cdc_lsn,
+        _cdc_kafka_partition,
+        _cdc_kafka_offset
+    from {{ this }}
+    where _cdc_op = 't'
+    order by _cdc_lsn desc nulls first, _cdc_kafka_partition desc, _cdc_kafka_offset desc
+    limit 1
+
+),
+
 fresh as (
 
-    -- events after the applied version of their key; older ones and re-deliveries were applied already
+    -- events after the applied version of their key (or, for a key without one, after the last truncate);
+    -- older ones and re-deliveries were applied already
     select
         events.*,
         false as _cdc_is_applied
@@ -159,7 +174,14 @@ fresh as (
             {%- for name in key_columns %}
             events.{{ name }} = applied.{{ name }}{{ ' and' if not loop.last }}
             {%- endfor %}
-    where applied.{{ key_columns[0] }} is null or {{ cdc_position_after('events', 'applied') }}
+    left join applied_truncate on true
+    where
+        case
+            when applied.{{ key_columns[0] }} is not null then {{ cdc_position_after('events', 'applied') }}
+            when applied_truncate._cdc_kafka_offset is not null
+                then {{ cdc_position_after('events', 'applied_truncate') }}
+            else true
+        end
 
 ),
 {%- else %}
