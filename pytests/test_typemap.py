@@ -58,8 +58,8 @@ def column(**schema):
         ({"type": "int64", "name": "io.debezium.time.NanoTime"}, "TIME"),
         ({"type": "int64", "name": "io.debezium.time.NanoTimestamp"}, "TIMESTAMP"),
         ({"type": "string", "name": "io.debezium.time.ZonedTimestamp"}, "TIMESTAMP WITH TIME ZONE"),
-        ({"type": "string", "name": "io.debezium.time.Interval"}, "INTERVAL"),
-        ({"type": "int64", "name": "io.debezium.time.MicroDuration"}, "INTERVAL"),
+        ({"type": "string", "name": "io.debezium.time.Interval"}, "VARCHAR"),  # exact ISO text
+        ({"type": "int64", "name": "io.debezium.time.MicroDuration"}, "BIGINT"),  # exact microseconds
         ({"type": "bytes", "name": "io.debezium.data.Bits", "parameters": {"length": "10"}}, "BIT"),
         ({"type": "string", "name": "io.debezium.data.Enum", "parameters": {"allowed": "a,b"}}, "VARCHAR"),
         ({"type": "array", "items": {"type": "string", "name": "io.debezium.data.Uuid"}}, "UUID[]"),
