@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('inventory__orders__history') }}
 {{
     config(
         materialized='incremental',
@@ -21,12 +22,6 @@ orders as (
 
 ),
 
-order_versions as (
-
-    select * from {{ ref('inventory__orders__history') }}
-
-),
-
 processed as (
 
     select
@@ -37,6 +32,12 @@ processed as (
 
 ),
 {%- if is_incremental() %}
+
+order_versions as (
+
+    select * from {{ ref('inventory__orders__history') }}
+
+),
 
 customers_in_scope as (
 
@@ -60,11 +61,10 @@ latest_customers as (
 
     select *
     from customer_versions
-    where
-        _is_current
-        {%- if is_incremental() %}
+    where _is_current
+    {%- if is_incremental() %}
         and id in (select customers_in_scope.customer_id from customers_in_scope)
-        {%- endif %}
+    {%- endif %}
 
 ),
 

@@ -1,3 +1,4 @@
+-- depends_on: {{ ref('inventory__orders__history') }}
 {{
     config(
         materialized='incremental',
@@ -15,18 +16,18 @@ orders as (
 
 ),
 
-order_versions as (
-
-    select * from {{ ref('inventory__orders__history') }}
-
-),
-
 processed as (
 
     select max(_cdc_batch_id) as _cdc_batch_id from orders
 
 ),
 {%- if is_incremental() %}
+
+order_versions as (
+
+    select * from {{ ref('inventory__orders__history') }}
+
+),
 
 changed_orders as (
 
