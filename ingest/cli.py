@@ -280,6 +280,8 @@ def generate(
     duplicates: Annotated[float, typer.Option(min=0, max=1, help="probability of a redelivery")] = 0.0,
     late: Annotated[float, typer.Option(min=0, max=1, help="probability of holding a record back")] = 0.0,
     topic_prefix: Annotated[str, typer.Option(help="Debezium topic.prefix")] = "dbserver1",
+    after_lsn: Annotated[int, typer.Option(min=0, help="continue a source whose log reached this LSN")] = 0,
+    after_tx_id: Annotated[int, typer.Option(min=0, help="... and this transaction id")] = 0,
     partitions: Annotated[int | None, typer.Option(min=1, help="default: kafka.topic_partitions")] = None,
     add_column_after: Annotated[
         int | None, typer.Option(min=0, help="change events before customers gains `phone` (default: half)")
@@ -298,6 +300,8 @@ def generate(
         seed=seed,
         schemas=schemas,
         add_column_after=add_column_after,
+        after_lsn=after_lsn,
+        after_tx_id=after_tx_id,
     )
     source = gen.InventoryGenerator(config, clock=gen.wall_clock_us)
     faults = gen.DeliveryFaults(source, duplicates=duplicates, late=late, seed=seed)

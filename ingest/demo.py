@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -52,23 +53,21 @@ def run_demo(settings: IngestSettings, events: int, fresh: bool, console: Consol
                 catalog.start()
                 started.append(catalog)
         prefix = f"demo{int(time.time())}"
+        after_lsn, after_tx_id = _source_position(settings)
         console.print(f"[bold]1/4[/] generating {events:,} inventory change events into topics {prefix}.*")
-        _run(
-            [
-                _bin("ingest"),
-                "generate",
-                "--events",
-                str(events),
-                "--rate",
-                "0",
-                "--seed",
-                "42",
-                "--topic-prefix",
-                prefix,
-                "--target",
-                settings.target,
-            ]
-        )
+        generate = [
+            "generate",
+            "--events",
+            str(events),
+            "--rate",
+            "0",
+            "--seed",
+            "42",
+            "--topic-prefix",
+            prefix,
+        ]
+        position = ["--after-lsn", str(after_lsn), "--after-tx-id", str(after_tx_id)]
+        _run([_bin("ingest"), *generate, *position, "--target", settings.target])
         console.print("[bold]2/4[/] landing them in the lake (ingest run --until-caught-up)")
         run_settings = settings.model_copy(update={"topics": rf"^{prefix}\."})
         sink = LakeSink(lambda: connect(run_settings), settings.lake.commit_retries)
@@ -97,6 +96,30 @@ def run_demo(settings: IngestSettings, events: int, fresh: bool, console: Consol
             console.print("stopped what the demo started")
 
 
+def _source_position(settings: IngestSettings) -> tuple[int, int]:
+    """Where an earlier run's source log ended, so this run's source goes on after it rather than
+    rewinding (events at older positions would rightly be ignored as stale)."""
+    con = connect(settings)
+    try:
+        tables = [
+            r[0]
+            for r in con.execute(
+                "select table_name from duckdb_tables() where database_name = 'lake' "
+                "and schema_name = 'staging' and not starts_with(table_name, '_')"
+            ).fetchall()
+        ]
+        if not tables:
+            return 0, 0
+        union = " union all ".join(
+            f'select max(_cdc_lsn) as lsn, max(try_cast(_cdc_tx_id as bigint)) as tx from lake.staging."{t}"'
+            for t in tables
+        )
+        lsn, tx = con.execute(f"select coalesce(max(lsn), 0), coalesce(max(tx), 0) from ({union})").fetchone()
+        return int(lsn), int(tx)
+    finally:
+        con.close()
+
+
 def _wipe(
     settings: IngestSettings, broker: EmbeddedBroker, catalog: EmbeddedCatalog, console: Console
 ) -> None:
@@ -113,7 +136,17 @@ def _run(command: list[str], cwd: Path | None = None) -> None:
         raise DemoError(f"{' '.join(command[:2])} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
 
 
-def _print_marts(settings: IngestSettings, console: Console, limit: int = 10) -> None:
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def _print_marts(settings: IngestSettings, console: Console, limit: int = 8, max_columns: int = 7) -> None:
     con = connect(settings)
     try:
         marts = [
@@ -126,11 +159,15 @@ def _print_marts(settings: IngestSettings, console: Console, limit: int = 10) ->
         if not marts:
             console.print("(no serving marts yet)")
         for mart in marts:
+            total = con.execute(f'select count(*) from lake.serving."{mart}"').fetchone()[0]
             cursor = con.execute(f'select * from lake.serving."{mart}" limit {limit}')
-            names = [d[0] for d in cursor.description]
-            table = Table(*names, title=f"serving.{mart}", title_justify="left")
+            names = [d[0] for d in cursor.description if not d[0].startswith("_")][:max_columns]
+            positions = [i for i, d in enumerate(cursor.description) if d[0] in names]
+            more = len([d for d in cursor.description if not d[0].startswith("_")]) - len(names)
+            title = f"serving.{mart}: {total:,} rows" + (f", {more} more columns" if more > 0 else "")
+            table = Table(*names, title=title, title_justify="left")
             for row in cursor.fetchall():
-                table.add_row(*("" if v is None else str(v) for v in row))
+                table.add_row(*(_cell(row[i]) for i in positions))
             console.print(table)
     finally:
         con.close()

@@ -635,6 +635,10 @@ class GeneratorConfig:
     max_rows: int = 2000  # per table: the bound on live state
     start_us: int = DEFAULT_START_US  # simulated clock start (when no wall clock is given)
     event_interval_us: int = 10_000  # simulated time per change event
+    # Continue a source that already produced up to this position (a restarted database whose log goes on):
+    # every LSN and transaction id generated is above these.
+    after_lsn: int = 0
+    after_tx_id: int = 0
 
     @property
     def column_added_at(self) -> int | None:
@@ -666,8 +670,8 @@ class InventoryGenerator:
         self._now_us = clock() if clock else config.start_us
         self._last_commit_us = 0
         # Snapshot transaction id and LSN: arbitrary but seeded, in the ranges a young database has.
-        self._tx_id = 1000 + self._rng.randrange(1, 2000)
-        self._lsn = 0x3000000 + 8 * self._rng.randrange(1 << 16)
+        self._tx_id = max(1000, config.after_tx_id) + self._rng.randrange(1, 2000)
+        self._lsn = max(0x3000000, config.after_lsn + 8) + 8 * self._rng.randrange(1 << 16)
         self._last_commit_lsn: int | None = None  # Debezium sends null until it has seen a commit
         self._headers = self._context_headers()
         self._planners: dict[str, Callable[[], list[Change] | None]] = {
