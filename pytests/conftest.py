@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -41,11 +42,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def state_dir() -> Iterator[Path]:
     # Short path: the catalog's Unix socket lives here and socket paths are limited to ~100 bytes.
     path = Path(f"/tmp/cdc-test-{os.getpid()}")
     path.mkdir(exist_ok=True)
-    return path
+    yield path
+    shutil.rmtree(path, ignore_errors=True)  # after the catalog and broker fixtures have stopped
 
 
 @pytest.fixture(scope="session")
