@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from ingest.decode import ChangeRow, DeadLetter, Decoded, MessageRecord, RawRecord, Skipped, TransactionRecord
+from ingest.decode import ChangeRow, DeadLetter, Decoded, MessageRecord, Skipped, TransactionRecord
 from ingest.typemap import ColumnType, TableSchema
 
 UTC_US = pa.timestamp("us", tz="UTC")
@@ -82,10 +82,6 @@ class Batch:
             self.dead_letters.append(decoded)
         elif isinstance(decoded, Skipped):
             self.skipped[decoded.reason] = self.skipped.get(decoded.reason, 0) + 1
-
-    def advance(self, record: RawRecord) -> None:
-        """Count a record that is consumed but not landed (already landed before a restart)."""
-        self.next_offsets[(record.topic, record.partition)] = record.offset + 1
 
     def _add_row(self, row: ChangeRow) -> None:
         self.change_rows += 1

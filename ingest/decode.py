@@ -26,10 +26,12 @@ from ingest.envelope import (
     TransactionEvent,
 )
 from ingest.typemap import (
+    SPECIAL_FLOATS,
     ColumnType,
     TableSchema,
     TypeMappingError,
     infer_column,
+    is_variable_scale_decimal,
     key_columns_from_connect,
     table_schema_from_connect,
 )
@@ -337,7 +339,7 @@ class Decoder:
 def _value_kind(value: Any) -> str:
     """What decides an inferred column type: the JSON type, refined for special floats and decimals."""
     if isinstance(value, dict):
-        return "decimal" if set(value) == {"scale", "value"} else "object"
-    if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity"):
+        return "decimal" if is_variable_scale_decimal(value) else "object"
+    if isinstance(value, str) and value in SPECIAL_FLOATS:
         return "special-float"
     return type(value).__name__

@@ -48,13 +48,3 @@ def positions_arrow(positions: Mapping[tuple[str, int], int], batch_id: int) -> 
             "batch_id": pa.array([batch_id] * len(items), pa.int64()),
         }
     )
-
-
-def prune_sql() -> str:
-    """Keep only each partition's latest row (the ingester is the table's only writer)."""
-    return f"""
-delete from {OFFSETS_TABLE} as o
-where exists (
-    select 1 from {OFFSETS_TABLE} as newer
-    where newer.topic = o.topic and newer."partition" = o."partition" and newer.next_offset > o.next_offset
-)"""

@@ -254,9 +254,6 @@ class LakeSink:
             entry.dirty = False
         self.state = state
 
-    def prune_offsets(self) -> None:
-        self._retrying("prune stored offsets", lambda: self.con.execute(offsets.prune_sql()))
-
     # ------------------------------------------------------------------------- staging tables
     def _land_segment(
         self,

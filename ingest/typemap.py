@@ -408,10 +408,10 @@ def _inferred_text(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
-_SPECIAL_FLOATS = frozenset({"NaN", "Infinity", "-Infinity"})
+SPECIAL_FLOATS = frozenset({"NaN", "Infinity", "-Infinity"})
 
 
-def _is_variable_scale_decimal(value: Any) -> bool:
+def is_variable_scale_decimal(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"scale", "value"} and isinstance(value["value"], str)
 
 
@@ -425,13 +425,13 @@ def infer_column(name: str, value: Any) -> ColumnType | None:
         return ColumnType(name, "BIGINT", pa.int64(), "integer (inferred)", convert=_inferred_int)
     if isinstance(value, float):
         return ColumnType(name, "DOUBLE", pa.float64(), "number (inferred)", convert=_inferred_float)
-    if isinstance(value, str) and value in _SPECIAL_FLOATS:
+    if isinstance(value, str) and value in SPECIAL_FLOATS:
         # Jackson writes float NaN and the infinities as strings; a text column holding only these is rare.
         return ColumnType(name, "DOUBLE", pa.float64(), "number (inferred)", convert=_inferred_float)
     if isinstance(value, str):
         # Raw text: without the schema a base64 decimal or a special float cannot be told from text.
         return ColumnType(name, "VARCHAR", pa.string(), "string (inferred)", convert=_inferred_text)
-    if _is_variable_scale_decimal(value):
+    if is_variable_scale_decimal(value):
         return ColumnType(
             name,
             "VARCHAR",
@@ -468,8 +468,3 @@ def is_widening(old: str, new: str) -> bool:
         new_p, new_s = int(new_dec.group(1)), int(new_dec.group(2))
         return new_s >= old_s and (new_p - new_s) >= (old_p - old_s)
     return False
-
-
-def is_narrowing_compatible(existing: str, incoming: str) -> bool:
-    """An incoming narrower type fits an existing wider column (int32 events after a widening to int64)."""
-    return existing != incoming and is_widening(incoming, existing)
