@@ -21,7 +21,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from ingest.broker import EmbeddedBroker
+from ingest.broker import EmbeddedBroker, ensure_topics
 from ingest.catalog import EmbeddedCatalog
 from ingest.config import IngestSettings, load_settings
 
@@ -142,4 +142,35 @@ def produce_items(lake, topic: str, start: int, count: int) -> None:
             },
         }
         producer.produce(topic, key=b'{"id":%d}' % i, value=orjson.dumps(value))
+    assert producer.flush(30) == 0
+
+
+def with_schema(payload: dict, fields: list[dict]) -> dict:
+    row = {"type": "struct", "optional": True, "fields": fields, "name": "t.inventory.x.Value"}
+    source = {
+        "type": "struct",
+        "optional": False,
+        "name": "io.debezium.connector.postgresql.Source",
+        "field": "source",
+        "fields": [{"type": "int64", "optional": True, "field": "lsn"}],
+    }
+    schema = {
+        "type": "struct",
+        "optional": False,
+        "name": "t.inventory.x.Envelope",
+        "fields": [
+            {**row, "field": "before"},
+            {**row, "field": "after"},
+            source,
+            {"type": "string", "optional": False, "field": "op"},
+        ],
+    }
+    return {"schema": schema, "payload": payload}
+
+
+def send(lake, topic: str, values: list[bytes | None], keys: list[bytes | None] | None = None) -> None:
+    ensure_topics({"bootstrap.servers": lake.settings.kafka.bootstrap_servers}, [topic], partitions=1)
+    producer = Producer({"bootstrap.servers": lake.settings.kafka.bootstrap_servers})
+    for i, value in enumerate(values):
+        producer.produce(topic, value=value, key=(keys or [b'{"id":%d}' % i] * len(values))[i])
     assert producer.flush(30) == 0

@@ -3,9 +3,8 @@ identifiers from events are always quoted, and the good events around the bad on
 
 import orjson
 import pytest
-from confluent_kafka import Producer
 
-from ingest.broker import ensure_topics
+from conftest import send, with_schema
 
 pytestmark = pytest.mark.integration
 
@@ -29,37 +28,6 @@ def event(after: dict, op: str = "c", lsn: int = 1) -> dict:
         "op": op,
         "ts_ms": 1795241516000,
     }
-
-
-def with_schema(payload: dict, fields: list[dict]) -> dict:
-    row = {"type": "struct", "optional": True, "fields": fields, "name": "t.inventory.x.Value"}
-    source = {
-        "type": "struct",
-        "optional": False,
-        "name": "io.debezium.connector.postgresql.Source",
-        "field": "source",
-        "fields": [{"type": "int64", "optional": True, "field": "lsn"}],
-    }
-    schema = {
-        "type": "struct",
-        "optional": False,
-        "name": "t.inventory.x.Envelope",
-        "fields": [
-            {**row, "field": "before"},
-            {**row, "field": "after"},
-            source,
-            {"type": "string", "optional": False, "field": "op"},
-        ],
-    }
-    return {"schema": schema, "payload": payload}
-
-
-def send(lake, topic: str, values: list[bytes | None], keys: list[bytes | None] | None = None) -> None:
-    ensure_topics({"bootstrap.servers": lake.settings.kafka.bootstrap_servers}, [topic], partitions=1)
-    producer = Producer({"bootstrap.servers": lake.settings.kafka.bootstrap_servers})
-    for i, value in enumerate(values):
-        producer.produce(topic, value=value, key=(keys or [b'{"id":%d}' % i] * len(values))[i])
-    assert producer.flush(30) == 0
 
 
 def test_malformed_events_go_to_dead_letters_and_the_rest_lands(lake):

@@ -8,7 +8,7 @@ from uuid import UUID
 import orjson
 import pytest
 
-from conftest import CORPUS, VARIANTS
+from conftest import CORPUS, VARIANTS, send, with_schema
 from ingest.corpus import produce, read_variant
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not VARIANTS, reason="corpus not present")]
@@ -161,8 +161,6 @@ def test_rereading_from_offset_zero_adds_nothing(lake):
 
 def test_typed_values_survive_parquet(lake):
     """More rows than DuckLake inlines in the catalog (10), so the values really go through Parquet files."""
-    from test_bad_input import send, with_schema
-
     fields = [
         {"type": "int32", "optional": False, "field": "id"},
         {"type": "int64", "optional": True, "name": "io.debezium.time.MicroDuration", "field": "span"},
