@@ -126,6 +126,14 @@ actual as (
 
 ),
 
+{{ cdc_report_differences('the model') }}
+    {%- endif %}
+{%- endmacro %}
+
+
+{#- The end of a comparison query: given CTEs `expected` and `actual` with the same columns, one row per
+    difference, labelled. Every row counts (except all), so duplicates are differences too. -#}
+{% macro cdc_report_differences(label) -%}
 missing as (
 
     select * from expected
@@ -143,13 +151,12 @@ unexpected as (
 )
 
 select
-    'missing from the model' as problem,
+    'missing from {{ label }}' as problem,
     *
 from missing
 union all
 select
-    'not expected in the model' as problem,
+    'not expected in {{ label }}' as problem,
     *
 from unexpected
-    {%- endif %}
 {%- endmacro %}

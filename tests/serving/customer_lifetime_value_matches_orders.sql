@@ -60,28 +60,4 @@ actual as (
 
 ),
 
-missing as (
-
-    select * from expected
-    except all
-    select * from actual
-
-),
-
-unexpected as (
-
-    select * from actual
-    except all
-    select * from expected
-
-)
-
-select
-    'missing from customer_lifetime_value' as problem,
-    *
-from missing
-union all
-select
-    'not expected in customer_lifetime_value' as problem,
-    *
-from unexpected
+{{ cdc_report_differences('customer_lifetime_value') }}

@@ -38,28 +38,4 @@ actual as (
 
 ),
 
-missing as (
-
-    select * from expected
-    except all
-    select * from actual
-
-),
-
-unexpected as (
-
-    select * from actual
-    except all
-    select * from expected
-
-)
-
-select
-    'missing from daily_sales' as problem,
-    *
-from missing
-union all
-select
-    'not expected in daily_sales' as problem,
-    *
-from unexpected
+{{ cdc_report_differences('daily_sales') }}

@@ -41,28 +41,4 @@ actual as (
 
 ),
 
-missing as (
-
-    select * from expected
-    except all
-    select * from actual
-
-),
-
-unexpected as (
-
-    select * from actual
-    except all
-    select * from expected
-
-)
-
-select
-    'missing from orders' as problem,
-    *
-from missing
-union all
-select
-    'not expected in orders' as problem,
-    *
-from unexpected
+{{ cdc_report_differences('orders') }}
