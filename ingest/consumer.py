@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
@@ -98,6 +99,10 @@ class Ingester:
         self.assigned: set[tuple[str, int]] = set()
         self._consumer: Consumer | None = None
         self._next_batch_id = 1
+        # One batch at a time lands in a writer thread while the next one is consumed and decoded (DuckDB
+        # releases the GIL): batches still commit strictly in order, each with its offsets.
+        self._writer: ThreadPoolExecutor | None = None
+        self._landing: tuple[Future[float], Batch] | None = None
 
     # ----------------------------------------------------------------------------------------- run
     def run(self, until_caught_up: bool = False, stop: threading.Event | None = None) -> RunStats:
@@ -105,6 +110,7 @@ class Ingester:
         self.positions, last_batch_id = self.sink.open()
         self._next_batch_id = last_batch_id + 1
         self._consumer = Consumer(consumer_config(self.settings), logger=log)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="lake-writer")
         try:
             self._refresh_assignment()
             if not self.assigned:
@@ -112,7 +118,13 @@ class Ingester:
                     "no topic matches %r on %s", self.settings.topics, self.settings.kafka.bootstrap_servers
                 )
             self._loop(until_caught_up, stop)
+            self._finish_landing()
         finally:
+            if self._landing is not None:  # the loop failed: let the write in flight end before closing
+                self._landing[0].exception()
+                self._landing = None
+            self._writer.shutdown(wait=True)
+            self._writer = None
             self._consumer.close()
             self._consumer = None
         return self.stats
@@ -165,6 +177,8 @@ class Ingester:
                 opened_at = None
             if stop.is_set() or (until_caught_up and caught_up and batch.empty):
                 return
+            if self._landing is not None and self._landing[0].done():
+                self._finish_landing()
             if now >= next_log_end_check:
                 self._check_log_ends()
                 next_log_end_check = now + LOG_END_CHECK_S
@@ -173,11 +187,25 @@ class Ingester:
                 next_refresh = now + METADATA_REFRESH_S
 
     def _land(self, batch: Batch) -> None:
+        """Hand `batch` to the writer thread, once the batch before it has landed."""
+        assert self._writer is not None
+        self._finish_landing()
+        self._next_batch_id = batch.batch_id + 1
+        self._landing = (self._writer.submit(self._write, batch), batch)
+
+    def _write(self, batch: Batch) -> float:
         started = time.monotonic()
         self.sink.write(batch)
-        elapsed = time.monotonic() - started
+        return time.monotonic() - started
+
+    def _finish_landing(self) -> None:
+        """Wait for the batch in flight (re-raising its failure) and account for it."""
+        if self._landing is None:
+            return
+        future, batch = self._landing
+        self._landing = None
+        elapsed = future.result()
         self.positions.update(batch.next_offsets)
-        self._next_batch_id = batch.batch_id + 1
         self._commit_to_broker(batch)
         self.stats.batches += 1
         self.stats.records += batch.size
