@@ -35,8 +35,11 @@ lint: install
 unit: install
 	$(BIN)/pytest -q -m "not integration"
 
+## Benchmarks (bench/): results in bench/results/*.json and docs/benchmarks.md. BENCH_SCALE=quick for a short run.
+BENCH_SCALE ?= full
 bench: install
-	$(BIN)/python bench/ingest_throughput.py
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/run_all.py --scale $(BENCH_SCALE)
 
 down: install
 	$(BIN)/ingest down
