@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 METADATA_REFRESH_S = 10.0
 LOG_END_CHECK_S = 1.0
 CONSUME_CHUNK = 5_000
+WRITER_BUSY_POLL_S = 0.02
 
 
 class IngestError(RuntimeError):
@@ -140,6 +141,11 @@ class Ingester:
         next_log_end_check = time.monotonic() + LOG_END_CHECK_S
         while True:
             wait = max_s if opened_at is None else max(0.0, opened_at + max_s - time.monotonic())
+            # While the previous batch is still landing, an open batch keeps growing instead of queueing
+            # behind it (see `due` below); poll in short steps meanwhile rather than spin.
+            writer_busy = self._landing is not None and not self._landing[0].done()
+            if writer_busy:
+                wait = max(wait, WRITER_BUSY_POLL_S)
             messages = self._consumer.consume(
                 min(CONSUME_CHUNK, max_events - batch.size), timeout=min(wait, 0.5)
             )
@@ -170,7 +176,13 @@ class Ingester:
                 batch.add(decoded)
             now = time.monotonic()
             caught_up = self.assigned <= at_eof
-            due = batch.size >= max_events or (opened_at is not None and now - opened_at >= max_s)
+            # Flush policy: at max_events, or at max_ms once the writer is free. Closing a batch while the
+            # one before it still lands would only queue it, and small batches cap the rate at
+            # batch size / commit time: under load the batch grows (up to max_events) instead.
+            writer_busy = self._landing is not None and not self._landing[0].done()
+            due = batch.size >= max_events or (
+                opened_at is not None and now - opened_at >= max_s and not writer_busy
+            )
             if not batch.empty and (due or stop.is_set() or (until_caught_up and caught_up)):
                 self._land(batch)
                 batch = Batch(self._next_batch_id)
