@@ -122,7 +122,7 @@ def dbt_incremental(report: dict) -> list[str]:
         lines += [
             "",
             f"Incremental at {fmt(int(sizes[-1]))} / at {fmt(int(sizes[0]))} (medians): wall "
-            f"**{ratio['wall']:.2f}**, models {ratio['models']:.2f}, tests {ratio['tests']:.2f}.",
+            f"**{ratio['wall']:.2f}**, models {ratio['models']:.2f}, tests {ratio.get('tests', 0):.2f}.",
         ]
     return lines
 
