@@ -52,7 +52,7 @@ BUILDS_DDL = f"""create table if not exists {BUILDS_TABLE} (
 RECORDED_COMMANDS = ("build", "run", "test", "seed", "snapshot")
 FAILED_STATUSES = ("error", "fail", "runtime error")
 # Set by `ingest run --dbt-build-every` for the builds it starts; a build by hand is "manual".
-TRIGGER_ENV = "INGEST_DBT_TRIGGER"
+TRIGGER_ENV = "CDC_DBT_TRIGGER"  # not INGEST_*: that prefix overrides ingest.yml keys
 
 
 class Plugin(BasePlugin):

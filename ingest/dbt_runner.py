@@ -145,7 +145,7 @@ class ContinuousBuilds:
         status = "success" if returncode == 0 and summary["status"] == "success" else "error"
         result = BuildResult(number, status, seconds, returncode, summary["counts"], summary["message"])
         self.results.append(result)
-        counted = ", ".join(f"{n} {k}" for k, n in sorted(result.counts.items()))
+        counted = ", ".join(f"{n} {k}" for k, n in sorted(result.counts.items())) or "no nodes run"
         if status == "success":
             log.info(
                 "dbt build #%d succeeded in %.1f s (%s)", number, seconds, counted, extra={"build": number}

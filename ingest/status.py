@@ -430,7 +430,15 @@ def render(status: dict[str, Any], console: Any) -> None:
     else:
         console.print("last batch: none landed yet")
 
-    lag = Table("topic", "partition", "landed offset", "high watermark", "lag", "last commit", title="Lag")
+    lag = Table(
+        "topic",
+        "partition",
+        "landed offset",
+        "high watermark",
+        "lag",
+        "last commit",
+        title=f"Lag (total {status['total_lag']})",
+    )
     for p in status["partitions"]:
         value = "?" if p["lag"] is None else str(p["lag"])
         color = "red" if p["lag"] and p["lag"] < 0 else ("yellow" if p["lag"] else "green")
@@ -440,7 +448,7 @@ def render(status: dict[str, Any], console: Any) -> None:
             str(p["landed_offset"]),
             "?" if p["high_watermark"] is None else str(p["high_watermark"]),
             f"[{color}]{value}[/]",
-            _when(p["last_commit"], now),
+            "-" if p["last_commit"] is None else f"{_ago((now - p['last_commit']).total_seconds())} ago",
         )
     console.print(lag)
 
