@@ -321,6 +321,39 @@ def generate(
         _fail(f"{report.failed} records were not delivered: {report.first_error}")
 
 
+# -------------------------------------------------------------------------------------------- replay
+@app.command()
+def replay(
+    from_: Annotated[
+        str,
+        typer.Option("--from", help="earliest, or an ISO-8601 time / epoch ms: keep records stamped since"),
+    ] = "earliest",
+    topics: Annotated[
+        str | None, typer.Option(help="regular expression of topics to replay (default: all)")
+    ] = None,
+    target: TargetOption = None,
+    log_format: LogFormat = "text",
+) -> None:
+    """Rebuild staging from Kafka into fresh tables, then switch atomically (ingesters may keep running)."""
+    from ingest.lake import connect
+    from ingest.replay import Replay, ReplayError, parse_from
+
+    configure_logging(log_format)
+    settings = _settings(target)
+    ensure_broker(settings)
+    try:
+        result = Replay(settings, lambda: connect(settings), topics, parse_from(from_)).run()
+    except (ReplayError, IngestError, LandingError) as error:
+        _fail(str(error), 2)
+    typer.echo(
+        f"replay {result.replay_id}: {result.records} records read, {result.rows} rows landed, "
+        f"{result.dead_letters} dead letters, {result.skipped_older} older than --from skipped; "
+        f"switched {len(result.switched)} tables ({', '.join(result.switched)})"
+        + (f", dropped {', '.join(result.dropped)}" if result.dropped else "")
+        + f" in {result.seconds:.1f} s ({result.switch_attempts} switch attempts)"
+    )
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
