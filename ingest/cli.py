@@ -70,6 +70,10 @@ def run(
         bool, typer.Option(help="re-read every partition from offset 0 (records already landed are dropped)")
     ] = False,
     log_format: LogFormat = "text",
+    maintain_every: Annotated[
+        str | None, typer.Option(help="run `ingest maintain` from the ingester this often, e.g. 1h")
+    ] = None,
+    maintain_older_than: Annotated[str, typer.Option(help="--older-than of scheduled maintenance")] = "1h",
 ) -> None:
     """Consume, micro-batch and land into the lake's staging schema, until SIGINT/SIGTERM."""
     configure_logging(log_format)
@@ -89,6 +93,15 @@ def run(
     from ingest.lake import connect
 
     sink = LakeSink(lambda: connect(settings), settings.lake.commit_retries)
+    maintenance: threading.Thread | None = None
+    if maintain_every:
+        from ingest.maintain import parse_duration, run_periodically
+
+        try:
+            every, older_than = parse_duration(maintain_every), parse_duration(maintain_older_than)
+        except ValueError as error:
+            _fail(str(error))
+        maintenance = run_periodically(lambda: connect(settings), every, older_than, stop)
     try:
         stats = Ingester(settings, sink, from_beginning=from_beginning).run(until_caught_up, stop)
     except (IngestError, LandingError) as error:
@@ -96,6 +109,9 @@ def run(
         raise typer.Exit(2) from None
     finally:
         sink.close()
+        if maintenance is not None:  # let a maintenance run in progress finish before the process exits
+            stop.set()
+            maintenance.join()
     log.info(
         "stopped: %d batches, %d records, %d rows landed, %d dead letters, %d already landed",
         stats.batches,
@@ -319,6 +335,37 @@ def generate(
     )
     if report.failed:
         _fail(f"{report.failed} records were not delivered: {report.first_error}")
+
+
+# ------------------------------------------------------------------------------------------ maintain
+@app.command()
+def maintain(
+    target: TargetOption = None,
+    older_than: Annotated[
+        str, typer.Option(help="expire snapshots older than this (30s, 15m, 1h, 7d); their files are deleted")
+    ] = "1h",
+    log_format: LogFormat = "text",
+) -> None:
+    """Prune offsets, merge small files, expire old snapshots, delete unreferenced files (safe live)."""
+    from duckdb import Error as DuckDBError
+
+    from ingest.lake import connect
+    from ingest.maintain import format_report, parse_duration
+    from ingest.maintain import maintain as run_maintenance
+
+    configure_logging(log_format)
+    settings = _settings(target)
+    try:
+        age = parse_duration(older_than)
+    except ValueError as error:
+        _fail(str(error))
+    try:
+        report = run_maintenance(lambda: connect(settings), age)
+    except DuckDBError as error:
+        _fail(f"cannot reach the lake: {error}", 2)
+    typer.echo(format_report(report))
+    if report.failed:
+        _fail(f"steps left for the next run: {', '.join(report.failed)}", 3)
 
 
 # -------------------------------------------------------------------------------------------- replay
