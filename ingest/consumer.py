@@ -24,7 +24,7 @@ from ingest.config import IngestSettings
 from ingest.decode import DeadLetter, Decoder, RawRecord
 from ingest.logs import event_fields, event_ref, offset_runs
 from ingest.metrics import IngestMetrics
-from ingest.offsets import Positions
+from ingest.offsets import Positions, StagingReplaced
 from ingest.sink import LakeSink
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class IngestError(RuntimeError):
 @dataclass
 class RunStats:
     batches: int = 0
+    resyncs: int = 0
     records: int = 0
     change_rows: int = 0
     dead_letters: int = 0
@@ -191,16 +192,22 @@ class Ingester:
                 opened_at is not None and now - opened_at >= max_s and not writer_busy
             )
             if not batch.empty and (due or stop.is_set() or (until_caught_up and caught_up)):
-                self._land(batch)
+                if not self._land(batch):  # staging was switched: re-read from the new positions
+                    at_eof.clear()
                 batch = Batch(self._next_batch_id)
                 opened_at = None
             if stop.is_set() or (until_caught_up and caught_up and batch.empty):
-                self._finish_landing()
+                if not self._finish_landing() and not stop.is_set():
+                    at_eof.clear()  # staging was switched: re-read from the new positions
+                    continue
                 self._log_dropped()
                 self._report_lag()
                 return
-            if self._landing is not None and self._landing[0].done():
-                self._finish_landing()
+            if self._landing is not None and self._landing[0].done() and not self._finish_landing():
+                # staging was switched: what was read after the dropped batch is dropped too
+                at_eof.clear()
+                batch = Batch(self._next_batch_id)
+                opened_at = None
             if now >= next_log_end_check:
                 self._check_log_ends()
                 self._report_lag()
@@ -210,25 +217,33 @@ class Ingester:
                 self._refresh_assignment()
                 next_refresh = now + METADATA_REFRESH_S
 
-    def _land(self, batch: Batch) -> None:
-        """Hand `batch` to the writer thread, once the batch before it has landed."""
+    def _land(self, batch: Batch) -> bool:
+        """Hand `batch` to the writer thread, once the batch before it has landed. False if staging was
+        switched meanwhile (`ingest replay`): then `batch`, read after the dropped one, is dropped too."""
         assert self._writer is not None
-        self._finish_landing()
+        if not self._finish_landing():
+            return False
         self._next_batch_id = batch.batch_id + 1
         self._landing = (self._writer.submit(self._write, batch), batch)
+        return True
 
     def _write(self, batch: Batch) -> float:
         started = time.monotonic()
         self.sink.write(batch)
         return time.monotonic() - started
 
-    def _finish_landing(self) -> None:
-        """Wait for the batch in flight (re-raising its failure) and account for it."""
+    def _finish_landing(self) -> bool:
+        """Wait for the batch in flight (re-raising its failure) and account for it. False if staging was
+        switched: the batch was dropped and the ingester resynced to the lake's positions."""
         if self._landing is None:
-            return
+            return True
         future, batch = self._landing
         self._landing = None
-        elapsed = future.result()
+        try:
+            elapsed = future.result()
+        except StagingReplaced as replaced:
+            self._resync(replaced)
+            return False
         self.positions.update(batch.next_offsets)
         self._commit_to_broker(batch)
         self.stats.batches += 1
@@ -259,6 +274,37 @@ class Ingester:
             )
         if self.on_batch is not None:
             self.on_batch(batch, elapsed)
+        return True
+
+    def _resync(self, replaced: StagingReplaced) -> None:
+        """Staging was switched by `ingest replay` (or is paused for it): drop the batch in hand, wait
+        out the pause, reload positions and table state from the lake and re-read from there."""
+        assert self._consumer is not None
+        log.warning("%s; waiting for the switch, then resuming from the lake's positions", replaced)
+        while True:
+            self.positions, last_batch_id = self.sink.open()
+            if self.sink.generation is None or not self.sink.generation.paused:
+                break
+            time.sleep(0.5)
+        self._next_batch_id = last_batch_id + 1
+        self._consumer.unassign()
+        self.assigned.clear()
+        self._refresh_assignment()
+        self.stats.resyncs += 1
+        generation = self.sink.generation.name if self.sink.generation else ""
+        log.info("resumed on staging generation %r", generation)
+
+    def high_watermarks(self) -> dict[tuple[str, int], int]:
+        """Per assigned partition, the log end seen in the last fetch response (not ListOffsets, which the
+        dev broker answers wrongly); partitions not fetched yet are left out."""
+        if self._consumer is None:
+            return {}
+        ends = {}
+        for topic, partition in sorted(self.assigned):
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if high >= 0:
+                ends[(topic, partition)] = high
+        return ends
 
     def _commit_to_broker(self, batch: Batch) -> None:
         """Report progress to the broker's group, for lag monitoring only (best effort)."""
