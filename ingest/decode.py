@@ -27,6 +27,7 @@ from ingest.envelope import (
 )
 from ingest.typemap import (
     SPECIAL_FLOATS,
+    TYPE_CHECK_ONLY_CONVERTERS,
     ColumnType,
     TableSchema,
     TypeMappingError,
@@ -262,7 +263,7 @@ class Decoder:
         self._inferred_schemas: dict[tuple[tuple[str, str], ...], TableSchema] = {}
         self._inferred_columns: dict[tuple[str, str], ColumnType | None] = {}
         self._table_versions: dict[str, TableSchema] = {}
-        self._inferred_by_shape: dict[tuple[tuple[str, ...], tuple[type, ...]], TableSchema] = {}
+        self._inferred_by_shape: dict[tuple[tuple[str, ...], tuple[type, ...]], tuple[TableSchema, bool]] = {}
         self._topic_kinds: dict[str, TopicKind] = {}
 
     # --------------------------------------------------------------------------------- entry point
@@ -374,19 +375,25 @@ class Decoder:
     def _inferred(self, image: dict[str, Any]) -> tuple[TableSchema, dict[str, Any], list[str]]:
         """Schema and values of a schemaless image. Fast path: when no value is an object, a list or one of
         the special strings, the inferred type of each column follows from its Python type alone, so the
-        schema is cached by (names, types) and every converter is the identity (the types match by
-        construction); anything else takes the general path."""
+        schema is cached by (names, types); when its converters only check that type (not so when a text
+        value meets a column first seen as a VariableScaleDecimal), values are taken as they are. Anything
+        else takes the general path."""
         values = image.values()
         types = tuple(map(type, values))
         if dict not in types and list not in types and _SPECIAL_TEXT.isdisjoint(values):
             shape = (tuple(image), types)
-            schema = self._inferred_by_shape.get(shape)
-            if schema is None:
+            cached = self._inferred_by_shape.get(shape)
+            if cached is None:
                 schema = self._infer_schema(image)
+                plain = all(c.convert in TYPE_CHECK_ONLY_CONVERTERS for c in schema.columns)
                 if len(self._inferred_by_shape) >= _MAX_CACHED_SCHEMAS:
                     self._inferred_by_shape.clear()
-                self._inferred_by_shape[shape] = schema
-            return schema, {k: v for k, v in image.items() if v is not None}, []
+                cached = self._inferred_by_shape[shape] = (schema, plain)
+            schema, plain = cached
+            if plain:
+                return schema, {k: v for k, v in image.items() if v is not None}, []
+            converted, unavailable = self._convert(schema, image)
+            return schema, converted, unavailable
         schema = self._infer_schema(image)
         converted, unavailable = self._convert(schema, image)
         return schema, converted, unavailable

@@ -5,7 +5,7 @@ import copy
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import CORPUS, VARIANTS
@@ -116,6 +116,9 @@ json_values = st.one_of(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Found by hypothesis: text meeting a column first seen as a VariableScaleDecimal (both VARCHAR) must not be
+# taken as it is, the general path's converter decides.
+@example([{"a": "", "b": {"scale": 0, "value": "AQ=="}}, {"a": "", "b": ""}])
 @given(st.lists(st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), json_values, max_size=4), max_size=6))
 def test_inferred_fast_path_equals_the_general_path(images):
     fast, general = Decoder(), Decoder()
