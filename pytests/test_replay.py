@@ -78,6 +78,7 @@ def test_replay_from_earliest_switches_atomically_under_a_live_ingester(lake):
     )
     assert len(before) == 3000
     first_landing = max(row[-1] for row in before)
+    batch_before = lake.query("select max(batch_id) from lake.staging._cdc_offsets")[0][0]
 
     live = subprocess.Popen(
         [sys.executable, "-m", "ingest.cli", "run"],
@@ -129,6 +130,9 @@ def test_replay_from_earliest_switches_atomically_under_a_live_ingester(lake):
         "select comment from duckdb_tables() where schema_name = 'staging' and table_name = '_cdc_offsets'"
     )[0][0]
     assert generation.startswith("replay-") and "paused" not in generation
+    # batch ids go on above the ones dbt has seen: the live ingester's batches after the switch are newer
+    newest = lake.query("select max(_batch_id) from lake.staging.s__items where _kafka_offset >= 2500")[0][0]
+    assert newest > batch_before
     # a later restart resumes from the replayed positions: nothing more to land
     lake.ingest("run", "--until-caught-up")
     assert landed(lake, "s__items") == delivered
