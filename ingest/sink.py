@@ -25,6 +25,7 @@ from ingest import deadletters, offsets
 from ingest.batch import UTC_MS, UTC_US, Batch, Segment, segment_arrow, split_unbuildable_rows
 from ingest.decode import METADATA_COLUMNS, RawRecord
 from ingest.lake import LAKE, qualified, quote_ident, quote_literal
+from ingest.logs import event_fields, event_ref, offset_runs
 from ingest.typemap import is_widening
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ TABLES_TABLE = f"{LAKE}.staging._cdc_tables"
 SCHEMA_CHANGES_TABLE = f"{LAKE}.staging._cdc_schema_changes"
 TRANSACTIONS_TABLE = f"{LAKE}.staging._cdc_transactions"
 MESSAGES_TABLE = f"{LAKE}.staging._cdc_messages"
+BATCHES_TABLE = f"{LAKE}.staging._cdc_batches"
 
 METADATA_DDL = {
     "_cdc_op": "varchar not null",
@@ -93,6 +95,16 @@ BOOKKEEPING_DDL = (
     data_collections json,
     ts timestamptz,{_KAFKA_POSITION_DDL}
 )""",
+    f"""create table if not exists {BATCHES_TABLE} (
+    batch_id bigint not null,
+    records bigint not null,
+    change_rows bigint not null,
+    dead_letters bigint not null,
+    quarantined bigint not null,
+    started_at timestamptz not null,
+    landing_ms double not null,
+    committed_at timestamptz not null
+)""",
     f"""create table if not exists {MESSAGES_TABLE} (
     prefix varchar not null,
     content blob,
@@ -106,6 +118,19 @@ BOOKKEEPING_DDL = (
 
 class LandingError(RuntimeError):
     """A batch could not be committed after every retry."""
+
+
+@dataclass
+class LandingReport:
+    """What one committed batch did, for metrics: counts per table/topic and the newest source times."""
+
+    batch_id: int
+    records: int
+    rows: dict[str, int] = field(default_factory=dict)
+    dead_letters: dict[str, int] = field(default_factory=dict)  # per topic
+    quarantined: dict[str, int] = field(default_factory=dict)  # per staging table
+    schema_changes: dict[tuple[str, str], int] = field(default_factory=dict)  # (table, change)
+    newest_source_ts: dict[str, float] = field(default_factory=dict)  # epoch seconds per table
 
 
 @dataclass
@@ -159,6 +184,7 @@ class LakeSink:
         self.on_retry: Callable[[Exception, int], None] | None = None
         # Runs inside each batch's transaction just before COMMIT (dead-letter retries mark their letters).
         self.before_commit: Callable[[duckdb.DuckDBPyConnection], None] | None = None
+        self.last_landing: LandingReport | None = None
 
     # ----------------------------------------------------------------------------------- lifecycle
     @property
@@ -235,7 +261,8 @@ class LakeSink:
     # ------------------------------------------------------------------------------------- writing
     def write(self, batch: Batch) -> None:
         """Land the batch and its offsets in one transaction, retrying conflicts; raise LandingError."""
-        self._retrying(f"land batch {batch.batch_id}", lambda: self._write_once(batch))
+        started = time.time()
+        self._retrying(f"land batch {batch.batch_id}", lambda: self._write_once(batch, started))
 
     def _retrying(self, what: str, action: Callable[[], Any]) -> Any:
         for attempt in range(self.commit_retries + 1):
@@ -264,7 +291,7 @@ class LakeSink:
             # The connection itself is gone (catalog restarted): reconnect on the next attempt.
             self.close()
 
-    def _write_once(self, batch: Batch) -> None:
+    def _write_once(self, batch: Batch, started: float | None = None) -> None:
         con = self.con
         state = self.state.copy()
         pending = _Pending()
@@ -285,12 +312,15 @@ class LakeSink:
                 offsets.positions_arrow(batch.next_offsets, batch.batch_id),
                 extra="now() as committed_at",
             )
+        self._insert_batch_row(con, batch, pending, started or time.time())
         if self.before_commit is not None:
             self.before_commit(con)
         con.execute("commit")
         for entry in state.tables.values():
             entry.dirty = False
         self.state = state
+        self.last_landing = _landing_report(batch, pending)
+        _log_failed(pending)
 
     # ------------------------------------------------------------------------- staging tables
     def _land_segment(
@@ -416,6 +446,23 @@ class LakeSink:
             target = self.bookkeeping(deadletters.QUARANTINE_TABLE)
             self._insert(con, target, arrow, extra="now() as failed_at")
 
+    def _insert_batch_row(
+        self, con: duckdb.DuckDBPyConnection, batch: Batch, pending: _Pending, started: float
+    ) -> None:
+        """One row per committed batch (`ingest status`): its size and how long landing took."""
+        arrow = pa.table(
+            {
+                "batch_id": pa.array([batch.batch_id], pa.int64()),
+                "records": pa.array([batch.size], pa.int64()),
+                "change_rows": pa.array([batch.change_rows], pa.int64()),
+                "dead_letters": pa.array([len(batch.dead_letters) + len(pending.dead_letters)], pa.int64()),
+                "quarantined": pa.array([len(pending.quarantine)], pa.int64()),
+                "started_at": pa.array([int(started * 1000)], UTC_MS),
+                "landing_ms": pa.array([(time.time() - started) * 1000], pa.float64()),
+            }
+        )
+        self._insert(con, self.bookkeeping(BATCHES_TABLE), arrow, extra="now() as committed_at")
+
     def _insert_transactions(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> None:
         if not batch.transactions:
             return
@@ -540,6 +587,59 @@ class LakeSink:
             con.execute(f"insert into {target} by name select {', '.join(select)} from {view}")
         finally:
             con.unregister(view)
+
+
+def _landing_report(batch: Batch, pending: _Pending) -> LandingReport:
+    report = LandingReport(batch.batch_id, batch.size)
+    quarantined_tables = {table for table, _, _ in pending.quarantine}
+    refused = {(r.topic, r.partition, r.offset) for r, _ in pending.dead_letters}
+    for table, segments in batch.segments.items():
+        if table in quarantined_tables:
+            continue
+        rows = [
+            r
+            for s in segments
+            for r in s.rows
+            if (r.record.topic, r.record.partition, r.record.offset) not in refused
+        ]
+        if rows:
+            report.rows[table] = len(rows)
+            newest = max((r.source_ts_us for r in rows if r.source_ts_us is not None), default=None)
+            if newest is not None:
+                report.newest_source_ts[table] = newest / 1_000_000
+    for record in [d.record for d in batch.dead_letters] + [r for r, _ in pending.dead_letters]:
+        report.dead_letters[record.topic] = report.dead_letters.get(record.topic, 0) + 1
+    for table, _, _ in pending.quarantine:
+        report.quarantined[table] = report.quarantined.get(table, 0) + 1
+    for table, change, *_ in pending.schema_changes:
+        report.schema_changes[(table, change)] = report.schema_changes.get((table, change), 0) + 1
+    return report
+
+
+def _log_failed(pending: _Pending) -> None:
+    """After the commit: where each refused row and each run of quarantined events came from."""
+    for record, reason in pending.dead_letters:
+        where = event_ref(record.topic, record.partition, record.offset)
+        log.warning(
+            "dead letter %s: %s",
+            where,
+            reason,
+            extra=event_fields(record.topic, record.partition, record.offset),
+        )
+    by_table: dict[str, list[tuple[RawRecord, str]]] = {}
+    for table, record, reason in pending.quarantine:
+        by_table.setdefault(table, []).append((record, reason))
+    for table, items in by_table.items():
+        reason = items[0][1]
+        for run in offset_runs((r.topic, r.partition, r.offset) for r, _ in items):
+            log.warning(
+                "quarantined %d events of staging.%s %s: %s",
+                run.events,
+                table,
+                run.ref,
+                reason,
+                extra={**run.fields, "table": table},
+            )
 
 
 def _position_arrays(records: list[RawRecord], batch_id: int) -> dict[str, pa.Array]:
