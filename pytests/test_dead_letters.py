@@ -62,6 +62,8 @@ def test_dead_letters_list_show_and_retry_exactly_once(lake):
     assert again.returncode == 2 and "no open dead letter" in again.stderr
     lake.ingest("dead-letters", "retry", "--ids", bad_id, check=False)
     assert lake.query("select id from lake.staging.inventory__things order by id") == [(1,), (2,), (3,)]
+    status = json.loads(lake.ingest("status", "--json", "--no-broker").stdout)
+    assert status["dead_letters"]["total"] == 1, "status counts open dead letters only"
     resolutions = lake.query(
         'select "offset", outcome from lake.staging._dead_letter_resolutions order by resolved_at, "offset"'
     )
