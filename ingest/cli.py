@@ -108,11 +108,6 @@ def run(
     from ingest.lake import connect
     from ingest.services import RunServices
 
-    try:
-        services = RunServices(settings)
-    except ValueError as error:
-        _fail(str(error))
-    sink = LakeSink(lambda: connect(settings), settings.lake.commit_retries)
     maintenance: threading.Thread | None = None
     if maintain_every:
         from ingest.maintain import parse_duration, run_periodically
@@ -122,6 +117,11 @@ def run(
         except ValueError as error:
             _fail(str(error))
         maintenance = run_periodically(lambda: connect(settings), every, older_than, stop)
+    try:
+        services = RunServices(settings)
+    except ValueError as error:
+        _fail(str(error))
+    sink = LakeSink(lambda: connect(settings), settings.lake.commit_retries)
     outcome = "stopped"
     try:
         services.start()

@@ -182,9 +182,9 @@ class LakeSink:
         self.state = LakeState()
         self.commit_retry_count = 0
         self.on_retry: Callable[[Exception, int], None] | None = None
+        self.last_landing: LandingReport | None = None
         # Runs inside each batch's transaction just before COMMIT (dead-letter retries mark their letters).
         self.before_commit: Callable[[duckdb.DuckDBPyConnection], None] | None = None
-        self.last_landing: LandingReport | None = None
 
     # ----------------------------------------------------------------------------------- lifecycle
     @property
