@@ -108,6 +108,10 @@ def run(
     from ingest.lake import connect
     from ingest.services import RunServices
 
+    try:
+        services = RunServices(settings)
+    except ValueError as error:
+        _fail(str(error))
     maintenance: threading.Thread | None = None
     if maintain_every:
         from ingest.maintain import parse_duration, run_periodically
@@ -116,11 +120,8 @@ def run(
             every, older_than = parse_duration(maintain_every), parse_duration(maintain_older_than)
         except ValueError as error:
             _fail(str(error))
+        # started last before the try below: its finally stops it (a non-daemon thread would keep us alive)
         maintenance = run_periodically(lambda: connect(settings), every, older_than, stop)
-    try:
-        services = RunServices(settings)
-    except ValueError as error:
-        _fail(str(error))
     sink = LakeSink(lambda: connect(settings), settings.lake.commit_retries)
     outcome = "stopped"
     try:
