@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import statistics
@@ -153,9 +154,14 @@ def main() -> None:
     produced: list[tuple[float, float]] = []  # (source ts, produce time) of order events
     try:
         # Warm-up: the snapshot and some changes, then the first (full) build, outside the measurement.
-        warm = [next(records) for _ in range(300)]
+        # (The generator's first transaction can carry the snapshot's LSN and, with a wall clock, a commit
+        # time up to 60 ms before the snapshot's; a pause after the snapshot keeps its times in order.)
+        snapshot = [next(records) for _ in range(sum(len(rows) for rows in gen.seed_rows().values()))]
+        time.sleep(0.2)
+        warm = snapshot + [next(records) for _ in range(300)]
         gen.produce_records(warm, settings.kafka.client, source.topics, 1)
-        ingester = subprocess.Popen(command, cwd=REPO, env=env, stderr=open(state / "ingest.log", "w"))  # noqa: SIM115
+        log_file = Path(tempfile.gettempdir()) / f"serving_latency-{os.getpid()}.ingest.log"
+        ingester = subprocess.Popen(command, cwd=REPO, env=env, stderr=log_file.open("w"))
         con = connect(settings)
         print(f"warming up: waiting for the first dbt build ({' '.join(command[3:])})", flush=True)
         while True:
@@ -167,7 +173,7 @@ def main() -> None:
             except Exception:
                 pass
             if ingester.poll() is not None:
-                raise SystemExit(f"the ingester exited: see {state / 'ingest.log'}")
+                raise SystemExit(f"the ingester exited: see {log_file}")
             time.sleep(1)
         con.close()
         poller.start()
@@ -189,19 +195,24 @@ def main() -> None:
             time.sleep(1)
         poller.stop.set()
         poller.join()
+        if ingester.poll() is None:
+            ingester.send_signal(signal.SIGTERM)
+            ingester.wait(timeout=300)
+        con = connect(settings)
+        builds = con.execute(
+            "select status, elapsed_s, counts from lake.staging._cdc_dbt_builds where started_at >= ? "
+            "order by started_at",
+            [datetime.fromtimestamp(measure_start, UTC)],
+        ).fetchall()
+        con.close()
     finally:
+        poller.stop.set()
         if ingester is not None:
             ingester.send_signal(signal.SIGTERM)
             ingester.wait(timeout=300)
-    con = connect(settings)
-    builds = con.execute(
-        "select status, elapsed_s, counts from lake.staging._cdc_dbt_builds where started_at >= ? "
-        "order by started_at",
-        [datetime.fromtimestamp(measure_start, UTC)],
-    ).fetchall()
-    con.close()
-    broker.stop()
-    catalog.stop()
+        broker.stop()
+        catalog.stop()
+        shutil.rmtree(state, ignore_errors=True)
 
     staging = [v - p for s, p in produced if (v := poller.visible_at(s, 1)) is not None]
     serving = [v - p for s, p in produced if (v := poller.visible_at(s, 2)) is not None]
