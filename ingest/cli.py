@@ -111,7 +111,7 @@ def run(
     sink = LakeSink(lambda: connect(settings), settings.lake.commit_retries)
     outcome = "stopped"
     try:
-        services.start()
+        services.start(lambda: sink.con)
         stats = Ingester(
             settings,
             sink,
@@ -127,8 +127,8 @@ def run(
         outcome = f"error: {type(error).__name__}: {error}"
         raise
     finally:
+        services.stop(outcome, lambda: sink.con)
         sink.close()
-        services.stop(outcome)
     log.info(
         "stopped: %d batches, %d records, %d rows landed, %d dead letters, %d already landed",
         stats.batches,

@@ -4,7 +4,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Callable
+
+import duckdb
 
 from ingest.batch import Batch
 from ingest.config import IngestSettings
@@ -13,6 +17,8 @@ from ingest.metrics import IngestMetrics, MetricsServer
 from ingest.status import RunInfo, finish_run, new_run_id, newest_source_times, register_run
 
 log = logging.getLogger(__name__)
+
+LakeConnection = Callable[[], duckdb.DuckDBPyConnection]
 
 
 class RunServices:
@@ -32,7 +38,8 @@ class RunServices:
             )
         self._registered = False
 
-    def start(self) -> None:
+    def start(self, lake: LakeConnection | None = None) -> None:
+        """Serve metrics, record the run in the lake (on `lake()` if given), start continuous builds."""
         settings = self.settings
         if settings.metrics_port is not None:
             try:
@@ -47,24 +54,13 @@ class RunServices:
                     settings.metrics_port,
                     error,
                 )
-        from ingest.lake import connect
-
+        info = RunInfo(
+            self.run_id, settings.target, self.server.port if self.server else None, settings.dbt_build_every
+        )
         try:
-            con = connect(settings)
-            try:
-                register_run(
-                    con,
-                    RunInfo(
-                        self.run_id,
-                        settings.target,
-                        self.server.port if self.server else None,
-                        settings.dbt_build_every,
-                    ),
-                )
-                self._registered = True
-                self.metrics.note_source_ts(newest_source_times(con))
-            finally:
-                con.close()
+            self._with_lake(lake, lambda c: register_run(c, info))
+            self._registered = True
+            self._with_lake(lake, lambda c: self.metrics.note_source_ts(newest_source_times(c)))
         except Exception as error:
             log.warning("could not record this run in the lake (ingest status will not see it): %s", error)
         if self.builds is not None:
@@ -74,20 +70,39 @@ class RunServices:
         if self.builds is not None:
             self.builds.notify_landed()
 
-    def stop(self, outcome: str) -> None:
+    def stop(self, outcome: str, lake: LakeConnection | None = None) -> None:
         if self.builds is not None:
             self.builds.stop()
         if self._registered:
-            from ingest.lake import connect
-
             try:
-                con = connect(self.settings)
-                try:
-                    finish_run(con, self.run_id, outcome[:1000])
-                finally:
-                    con.close()
+                self._with_lake(lake, lambda c: finish_run(c, self.run_id, outcome[:1000]))
             except Exception as error:
                 log.warning("could not record the end of this run in the lake: %s", error)
         if self.server is not None:
             self.server.close()
             self.server = None
+
+    def _with_lake(
+        self, lake: LakeConnection | None, action: Callable[[duckdb.DuckDBPyConnection], None]
+    ) -> None:
+        """Run `action` on `lake()` (the sink's connection: one connection less); failing that, on a fresh
+        connection of its own."""
+        if lake is not None:
+            try:
+                con = lake()
+            except duckdb.Error:
+                con = None
+            if con is not None:
+                try:
+                    action(con)
+                    return
+                except duckdb.Error:
+                    with contextlib.suppress(duckdb.Error):
+                        con.execute("rollback")
+        from ingest.lake import connect
+
+        fresh = connect(self.settings)
+        try:
+            action(fresh)
+        finally:
+            fresh.close()
