@@ -77,6 +77,10 @@ def run(
         str | None, typer.Option(help="continuous mode: run an incremental `dbt build` this often (30s, 5m)")
     ] = None,
     select: Annotated[str | None, typer.Option(help="dbt --select for the continuous builds")] = None,
+    maintain_every: Annotated[
+        str | None, typer.Option(help="run `ingest maintain` from the ingester this often, e.g. 1h")
+    ] = None,
+    maintain_older_than: Annotated[str, typer.Option(help="--older-than of scheduled maintenance")] = "1h",
 ) -> None:
     """Consume, micro-batch and land into the lake's staging schema, until SIGINT/SIGTERM."""
     try:
@@ -104,6 +108,15 @@ def run(
     from ingest.lake import connect
     from ingest.services import RunServices
 
+    maintenance: threading.Thread | None = None
+    if maintain_every:
+        from ingest.maintain import parse_duration, run_periodically
+
+        try:
+            every, older_than = parse_duration(maintain_every), parse_duration(maintain_older_than)
+        except ValueError as error:
+            _fail(str(error))
+        maintenance = run_periodically(lambda: connect(settings), every, older_than, stop)
     try:
         services = RunServices(settings)
     except ValueError as error:
@@ -129,6 +142,9 @@ def run(
     finally:
         services.stop(outcome, lambda: sink.con)
         sink.close()
+        if maintenance is not None:  # let a maintenance run in progress finish before the process exits
+            stop.set()
+            maintenance.join()
     log.info(
         "stopped: %d batches, %d records, %d rows landed, %d dead letters, %d already landed",
         stats.batches,
@@ -385,6 +401,70 @@ def generate(
     )
     if report.failed:
         _fail(f"{report.failed} records were not delivered: {report.first_error}")
+
+
+# ------------------------------------------------------------------------------------------ maintain
+@app.command()
+def maintain(
+    target: TargetOption = None,
+    older_than: Annotated[
+        str, typer.Option(help="expire snapshots older than this (30s, 15m, 1h, 7d); their files are deleted")
+    ] = "1h",
+    log_format: LogFormat = "text",
+) -> None:
+    """Prune offsets, merge small files, expire old snapshots, delete unreferenced files (safe live)."""
+    from duckdb import Error as DuckDBError
+
+    from ingest.lake import connect
+    from ingest.maintain import format_report, parse_duration
+    from ingest.maintain import maintain as run_maintenance
+
+    configure_logging(log_format)
+    settings = _settings(target)
+    try:
+        age = parse_duration(older_than)
+    except ValueError as error:
+        _fail(str(error))
+    try:
+        report = run_maintenance(lambda: connect(settings), age)
+    except DuckDBError as error:
+        _fail(f"cannot reach the lake: {error}", 2)
+    typer.echo(format_report(report))
+    if report.failed:
+        _fail(f"steps left for the next run: {', '.join(report.failed)}", 3)
+
+
+# -------------------------------------------------------------------------------------------- replay
+@app.command()
+def replay(
+    from_: Annotated[
+        str,
+        typer.Option("--from", help="earliest, or an ISO-8601 time / epoch ms: keep records stamped since"),
+    ] = "earliest",
+    topics: Annotated[
+        str | None, typer.Option(help="regular expression of topics to replay (default: all)")
+    ] = None,
+    target: TargetOption = None,
+    log_format: LogFormat = "text",
+) -> None:
+    """Rebuild staging from Kafka into fresh tables, then switch atomically (ingesters may keep running)."""
+    from ingest.lake import connect
+    from ingest.replay import Replay, ReplayError, parse_from
+
+    configure_logging(log_format)
+    settings = _settings(target)
+    ensure_broker(settings)
+    try:
+        result = Replay(settings, lambda: connect(settings), topics, parse_from(from_)).run()
+    except (ReplayError, IngestError, LandingError) as error:
+        _fail(str(error), 2)
+    typer.echo(
+        f"replay {result.replay_id}: {result.records} records read, {result.rows} rows landed, "
+        f"{result.dead_letters} dead letters, {result.skipped_older} older than --from skipped; "
+        f"switched {len(result.switched)} tables ({', '.join(result.switched)})"
+        + (f", dropped {', '.join(result.dropped)}" if result.dropped else "")
+        + f" in {result.seconds:.1f} s ({result.switch_attempts} switch attempts)"
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry point

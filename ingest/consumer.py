@@ -23,7 +23,7 @@ from ingest.config import IngestSettings
 from ingest.decode import DeadLetter, Decoder, RawRecord
 from ingest.logs import OffsetRuns, event_fields, event_ref
 from ingest.metrics import IngestMetrics
-from ingest.offsets import Positions
+from ingest.offsets import Positions, StagingReplaced
 from ingest.sink import LakeSink
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class IngestError(RuntimeError):
 @dataclass
 class RunStats:
     batches: int = 0
+    resyncs: int = 0
     records: int = 0
     change_rows: int = 0
     dead_letters: int = 0
@@ -167,7 +168,8 @@ class Ingester:
             caught_up = self.assigned <= at_eof
             due = batch.size >= max_events or (opened_at is not None and now - opened_at >= max_s)
             if not batch.empty and (due or stop.is_set() or (until_caught_up and caught_up)):
-                self._land(batch)
+                if not self._land(batch):  # staging was switched: re-read from the new positions
+                    at_eof.clear()
                 batch = Batch(self._next_batch_id)
                 opened_at = None
             if stop.is_set() or (until_caught_up and caught_up and batch.empty):
@@ -183,9 +185,13 @@ class Ingester:
                 self._refresh_assignment()
                 next_refresh = now + METADATA_REFRESH_S
 
-    def _land(self, batch: Batch) -> None:
+    def _land(self, batch: Batch) -> bool:
         started = time.monotonic()
-        self.sink.write(batch)
+        try:
+            self.sink.write(batch)
+        except StagingReplaced as replaced:
+            self._resync(replaced)
+            return False
         elapsed = time.monotonic() - started
         self.positions.update(batch.next_offsets)
         self._next_batch_id = batch.batch_id + 1
@@ -218,6 +224,37 @@ class Ingester:
             )
         if self.on_batch is not None:
             self.on_batch(batch, elapsed)
+        return True
+
+    def _resync(self, replaced: StagingReplaced) -> None:
+        """Staging was switched by `ingest replay` (or is paused for it): drop the batch in hand, wait
+        out the pause, reload positions and table state from the lake and re-read from there."""
+        assert self._consumer is not None
+        log.warning("%s; waiting for the switch, then resuming from the lake's positions", replaced)
+        while True:
+            self.positions, last_batch_id = self.sink.open()
+            if self.sink.generation is None or not self.sink.generation.paused:
+                break
+            time.sleep(0.5)
+        self._next_batch_id = last_batch_id + 1
+        self._consumer.unassign()
+        self.assigned.clear()
+        self._refresh_assignment()
+        self.stats.resyncs += 1
+        generation = self.sink.generation.name if self.sink.generation else ""
+        log.info("resumed on staging generation %r", generation)
+
+    def high_watermarks(self) -> dict[tuple[str, int], int]:
+        """Per assigned partition, the log end seen in the last fetch response (not ListOffsets, which the
+        dev broker answers wrongly); partitions not fetched yet are left out."""
+        if self._consumer is None:
+            return {}
+        ends = {}
+        for topic, partition in sorted(self.assigned):
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if high >= 0:
+                ends[(topic, partition)] = high
+        return ends
 
     def _commit_to_broker(self, batch: Batch) -> None:
         """Report progress to the broker's group, for lag monitoring only (best effort)."""

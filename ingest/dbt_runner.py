@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,21 +23,20 @@ from pathlib import Path
 
 from ingest.config import IngestSettings
 from ingest.dbt_plugin import TRIGGER_ENV, read_run_results, summarize_results
+from ingest.maintain import parse_duration
 from ingest.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 
-_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 STOP_GRACE_S = 60.0
 
 
 def parse_interval(text: str) -> float:
-    """`30s`, `500ms`, `5m`, `1h` or a bare number of seconds, as seconds (> 0)."""
-    match = _INTERVAL.match(text)
-    if match is None or float(match.group(1)) <= 0:
-        raise ValueError(f"not an interval: {text!r} (write e.g. 30s, 5m, 1h)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    """`30s`, `5m`, `1h` or a bare number of seconds (the syntax of `--maintain-every`), as seconds > 0."""
+    seconds = parse_duration(text).total_seconds()
+    if seconds <= 0:
+        raise ValueError(f"not a positive interval: {text!r} (use e.g. 30s, 5m, 1h)")
+    return seconds
 
 
 @dataclass

@@ -165,14 +165,24 @@ class _Pending:
 
 
 class LakeSink:
-    def __init__(self, connect: Callable[[], duckdb.DuckDBPyConnection], commit_retries: int = 8) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], duckdb.DuckDBPyConnection],
+        commit_retries: int = 8,
+        table_prefix: str = "",
+    ) -> None:
         self._connect = connect
+        # `ingest replay` lands beside the live tables, every name prefixed, and later renames them.
+        self.table_prefix = table_prefix
+        self.generation: offsets.Generation | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self.commit_retries = commit_retries
         self.state = LakeState()
         self.commit_retry_count = 0
         self.on_retry: Callable[[Exception, int], None] | None = None
         self.last_landing: LandingReport | None = None
+        # Runs inside each batch's transaction just before COMMIT (dead-letter retries mark their letters).
+        self.before_commit: Callable[[duckdb.DuckDBPyConnection], None] | None = None
 
     # ----------------------------------------------------------------------------------- lifecycle
     @property
@@ -192,15 +202,34 @@ class LakeSink:
 
     def _open(self) -> tuple[offsets.Positions, int]:
         for ddl in BOOKKEEPING_DDL:
-            self.con.execute(ddl)
+            self.con.execute(self.bookkeeping(ddl))
         self.state = self._load_state()
-        return offsets.load_positions(self.con), offsets.last_batch_id(self.con)
+        self.generation = offsets.read_generation(self.con, self.table_prefix + "_cdc_offsets")
+        offsets_table = self.bookkeeping(offsets.OFFSETS_TABLE)
+        return offsets.load_positions(self.con, offsets_table), offsets.last_batch_id(self.con, offsets_table)
+
+    def bookkeeping(self, sql: str) -> str:
+        """`sql` with every `lake.staging._cdc...` name turned into this sink's (prefixed) table."""
+        return sql.replace(f"{LAKE}.{STAGING}._", f"{LAKE}.{STAGING}.{self.table_prefix}_")
+
+    def staging_table(self, table: str) -> str:
+        return qualified(STAGING, self.table_prefix + table)
+
+    def _check_generation(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Inside the batch's transaction: refuse to land if staging was switched or is being switched."""
+        current = offsets.read_generation(con, self.table_prefix + "_cdc_offsets")
+        if current.name != (self.generation.name if self.generation else "") or current.paused:
+            con.execute("rollback")
+            raise offsets.StagingReplaced(
+                f"staging generation is now {current.comment()!r} (this writer opened "
+                f"{self.generation.comment() if self.generation else ''!r})"
+            )
 
     def _load_state(self) -> LakeState:
         state = LakeState()
         rows = self.con.execute(
             f"select table_name, topic, source_schema, source_table, primary_key, columns, schema_mode, "
-            f"quarantined from {TABLES_TABLE}"
+            f"quarantined from {self.bookkeeping(TABLES_TABLE)}"
         ).fetchall()
         for name, topic, schema, table, key, columns, mode, quarantined in rows:
             described = {c["name"].lower(): c for c in orjson.loads(columns)}
@@ -209,9 +238,11 @@ class LakeSink:
         # without its _cdc_tables row, never the other way round: both commit together).
         actual: dict[str, dict[str, str]] = {}
         for table, column, data_type in self.con.execute(
-            "select table_name, column_name, data_type from duckdb_columns() "
+            "select substr(table_name, length($prefix) + 1), column_name, data_type from duckdb_columns() "
             f"where database_name = '{LAKE}' and schema_name = '{STAGING}' "
-            "and not starts_with(table_name, '_')"
+            "and starts_with(table_name, $prefix) "
+            "and not starts_with(substr(table_name, length($prefix) + 1), '_')",
+            {"prefix": self.table_prefix},
         ).fetchall():
             if column not in METADATA_DDL:
                 actual.setdefault(table, {})[column.lower()] = data_type
@@ -262,6 +293,7 @@ class LakeSink:
         state = self.state.copy()
         pending = _Pending()
         con.execute("begin transaction")
+        self._check_generation(con)
         for table, segments in batch.segments.items():
             for segment in segments:
                 self._land_segment(con, state, pending, table, segment, batch.batch_id)
@@ -270,13 +302,16 @@ class LakeSink:
         self._insert_messages(con, batch)
         self._insert_schema_changes(con, pending, batch.batch_id)
         self._upsert_table_entries(con, state)
-        self._insert(
-            con,
-            offsets.OFFSETS_TABLE,
-            offsets.positions_arrow(batch.next_offsets, batch.batch_id),
-            extra="now() as committed_at",
-        )
+        if batch.next_offsets:  # a dead-letter retry advances no position
+            self._insert(
+                con,
+                self.bookkeeping(offsets.OFFSETS_TABLE),
+                offsets.positions_arrow(batch.next_offsets, batch.batch_id),
+                extra="now() as committed_at",
+            )
         self._insert_batch_row(con, batch, pending, started or time.time())
+        if self.before_commit is not None:
+            self.before_commit(con)
         con.execute("commit")
         for entry in state.tables.values():
             entry.dirty = False
@@ -323,7 +358,7 @@ class LakeSink:
                 return
             arrow = segment_arrow(segment, batch_id)
         casts = {name: column.sql for name, column in segment.columns.items() if column.sql}
-        self._insert(con, qualified(STAGING, table), arrow, casts=casts, extra="now() as _ingested_at")
+        self._insert(con, self.staging_table(table), arrow, casts=casts, extra="now() as _ingested_at")
 
     def _create_table(
         self,
@@ -336,7 +371,7 @@ class LakeSink:
         first = segment.rows[0]
         columns = [f"{quote_ident(c.name)} {c.duckdb_type}" for c in segment.columns.values()]
         columns += [f"{name} {ddl}" for name, ddl in METADATA_DDL.items()]
-        con.execute(f"create table if not exists {qualified(STAGING, table)} ({', '.join(columns)})")
+        con.execute(f"create table if not exists {self.staging_table(table)} ({', '.join(columns)})")
         entry = TableEntry(
             table_name=table,
             topic=first.record.topic,
@@ -356,7 +391,7 @@ class LakeSink:
         self, con: duckdb.DuckDBPyConnection, entry: TableEntry, pending: _Pending, segment: Segment
     ) -> str | None:
         """Add new columns and widen widened ones; return why not, if the change cannot be followed."""
-        target = qualified(STAGING, entry.table_name)
+        target = self.staging_table(entry.table_name)
         alterations: list[tuple[str, str, str | None, str]] = []
         for column in segment.columns.values():
             known = entry.columns.get(column.name.lower())
@@ -400,11 +435,13 @@ class LakeSink:
         if failed:
             records, errors = zip(*failed, strict=True)
             arrow = deadletters.failed_records_arrow(records, errors, batch.batch_id)
-            self._insert(con, deadletters.DEAD_LETTERS_TABLE, arrow, extra="now() as failed_at")
+            target = self.bookkeeping(deadletters.DEAD_LETTERS_TABLE)
+            self._insert(con, target, arrow, extra="now() as failed_at")
         if pending.quarantine:
             tables, records, errors = zip(*pending.quarantine, strict=True)
             arrow = deadletters.failed_records_arrow(records, errors, batch.batch_id, tables=tables)
-            self._insert(con, deadletters.QUARANTINE_TABLE, arrow, extra="now() as failed_at")
+            target = self.bookkeeping(deadletters.QUARANTINE_TABLE)
+            self._insert(con, target, arrow, extra="now() as failed_at")
 
     def _insert_batch_row(
         self, con: duckdb.DuckDBPyConnection, batch: Batch, pending: _Pending, started: float
@@ -421,7 +458,7 @@ class LakeSink:
                 "landing_ms": pa.array([(time.time() - started) * 1000], pa.float64()),
             }
         )
-        self._insert(con, BATCHES_TABLE, arrow, extra="now() as committed_at")
+        self._insert(con, self.bookkeeping(BATCHES_TABLE), arrow, extra="now() as committed_at")
 
     def _insert_transactions(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> None:
         if not batch.transactions:
@@ -448,7 +485,7 @@ class LakeSink:
         )
         self._insert(
             con,
-            TRANSACTIONS_TABLE,
+            self.bookkeeping(TRANSACTIONS_TABLE),
             arrow,
             casts={"data_collections": "cast({} as json)"},
             extra="now() as _ingested_at",
@@ -470,7 +507,11 @@ class LakeSink:
             }
         )
         self._insert(
-            con, MESSAGES_TABLE, arrow, casts={"content": "from_base64({})"}, extra="now() as _ingested_at"
+            con,
+            self.bookkeeping(MESSAGES_TABLE),
+            arrow,
+            casts={"content": "from_base64({})"},
+            extra="now() as _ingested_at",
         )
 
     def _insert_schema_changes(
@@ -489,14 +530,14 @@ class LakeSink:
                 "batch_id": pa.array([batch_id] * len(tables), pa.int64()),
             }
         )
-        self._insert(con, SCHEMA_CHANGES_TABLE, arrow, extra="now() as changed_at")
+        self._insert(con, self.bookkeeping(SCHEMA_CHANGES_TABLE), arrow, extra="now() as changed_at")
 
     def _upsert_table_entries(self, con: duckdb.DuckDBPyConnection, state: LakeState) -> None:
         dirty = [e for e in state.tables.values() if e.dirty]
         if not dirty:
             return
         names = ", ".join(quote_literal(e.table_name) for e in dirty)
-        con.execute(f"delete from {TABLES_TABLE} where table_name in ({names})")
+        con.execute(f"delete from {self.bookkeeping(TABLES_TABLE)} where table_name in ({names})")
         arrow = pa.table(
             {
                 "table_name": pa.array([e.table_name for e in dirty], pa.string()),
@@ -512,7 +553,11 @@ class LakeSink:
             }
         )
         self._insert(
-            con, TABLES_TABLE, arrow, casts={"columns": "cast({} as json)"}, extra="now() as updated_at"
+            con,
+            self.bookkeeping(TABLES_TABLE),
+            arrow,
+            casts={"columns": "cast({} as json)"},
+            extra="now() as updated_at",
         )
 
     @staticmethod

@@ -18,7 +18,7 @@ from ingest.dbt_runner import ContinuousBuilds, parse_interval
 
 def test_intervals_parse_with_units():
     assert parse_interval("30s") == 30
-    assert parse_interval("500ms") == 0.5
+    assert parse_interval("1.5s") == 1.5
     assert parse_interval("5m") == 300
     assert parse_interval("1h") == 3600
     assert parse_interval("12") == 12
