@@ -124,7 +124,7 @@ def run(
     sink = LakeSink(lambda: connect(settings), settings.lake.commit_retries)
     outcome = "stopped"
     try:
-        services.start(lambda: sink.con)
+        services.start()
         stats = Ingester(
             settings,
             sink,

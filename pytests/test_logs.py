@@ -49,6 +49,26 @@ def event(after: dict, lsn: int) -> dict:
     return {"before": None, "after": after, "source": source, "op": "c"}
 
 
+INT_FIELDS = [
+    {"type": "int32", "optional": False, "field": "id"},
+    {"type": "int32", "optional": True, "field": "n"},
+]
+
+
+def send_type_change(lake, topic: str) -> None:
+    """Offset 0 creates the table; offset 1 changes `n` from int to text: quarantined from there on."""
+    text_fields = [INT_FIELDS[0], {"type": "string", "optional": True, "field": "n"}]
+    send(
+        lake,
+        topic,
+        [
+            orjson.dumps(with_schema(event({"id": 1, "n": 1}, 1), INT_FIELDS)),
+            orjson.dumps(with_schema(event({"id": 2, "n": "two"}, 2), text_fields)),
+            orjson.dumps(with_schema(event({"id": 3, "n": 3}, 3), INT_FIELDS)),
+        ],
+    )
+
+
 @pytest.mark.integration
 def test_log_lines_about_events_name_topic_partition_and_offset(lake):
     items = f"{lake.topic_prefix}.s.items"
@@ -56,20 +76,7 @@ def test_log_lines_about_events_name_topic_partition_and_offset(lake):
     ensure_topics({"bootstrap.servers": lake.settings.kafka.bootstrap_servers}, [items], partitions=1)
     produce_items(lake, items, 0, 3)
     send(lake, items, [b"not json", b'{"op": "c"}'])  # dead letters at offsets 3 and 4
-    int_fields = [
-        {"type": "int32", "optional": False, "field": "id"},
-        {"type": "int32", "optional": True, "field": "n"},
-    ]
-    text_fields = [int_fields[0], {"type": "string", "optional": True, "field": "n"}]
-    send(
-        lake,
-        changing,
-        [
-            orjson.dumps(with_schema(event({"id": 1, "n": 1}, 1), int_fields)),
-            orjson.dumps(with_schema(event({"id": 2, "n": "two"}, 2), text_fields)),  # quarantined from here
-            orjson.dumps(with_schema(event({"id": 3, "n": 3}, 3), int_fields)),
-        ],
-    )
+    send_type_change(lake, changing)
     lake.ingest("run", "--until-caught-up")
     # read everything again: what is landed is dropped, and said so with its positions
     rerun = lake.ingest("run", "--until-caught-up", "--from-beginning", "--log-format", "json")
@@ -91,25 +98,12 @@ def test_dead_letter_and_quarantine_lines_in_both_formats(lake):
     items = f"{lake.topic_prefix}.s.items"
     changing = f"{lake.topic_prefix}.inventory.changing"
     send(lake, items, [b"not json"])
-    int_fields = [
-        {"type": "int32", "optional": False, "field": "id"},
-        {"type": "int32", "optional": True, "field": "n"},
-    ]
-    text_fields = [int_fields[0], {"type": "string", "optional": True, "field": "n"}]
-    send(
-        lake,
-        changing,
-        [
-            orjson.dumps(with_schema(event({"id": 1, "n": 1}, 1), int_fields)),
-            orjson.dumps(with_schema(event({"id": 2, "n": "two"}, 2), text_fields)),
-            orjson.dumps(with_schema(event({"id": 3, "n": 3}, 3), int_fields)),
-        ],
-    )
+    send_type_change(lake, changing)
     text = lake.ingest("run", "--until-caught-up").stderr
     assert f"dead letter {items}[0]@0:" in text
     assert f"quarantined 2 events of staging.inventory__changing {changing}[0]@1..2:" in text
     # a second run finds the table quarantined: its events are quarantined again only if new ones arrive
-    send(lake, changing, [orjson.dumps(with_schema(event({"id": 4, "n": 4}, 4), int_fields))])
+    send(lake, changing, [orjson.dumps(with_schema(event({"id": 4, "n": 4}, 4), INT_FIELDS))])
     lines = [
         json.loads(x)
         for x in lake.ingest("run", "--until-caught-up", "--log-format", "json").stderr.splitlines()
