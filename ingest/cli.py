@@ -173,10 +173,25 @@ def _broker(target: str | None, port: int | None) -> EmbeddedBroker:
 
 
 @broker_app.command("start")
-def broker_start(target: TargetOption = None, port: PortOption = None) -> None:
-    """Start the embedded broker (in memory: a restart loses every topic)."""
-    status = _broker(target, port).start()
+def broker_start(
+    target: TargetOption = None,
+    port: PortOption = None,
+    topic_prefix: Annotated[
+        str | None, typer.Option(help="pre-create this Debezium prefix's topics (default: from `topics`)")
+    ] = None,
+) -> None:
+    """Start the embedded broker (in memory: a restart loses every topic) and pre-create the inventory
+    topics with `kafka.topic_partitions` partitions (Tansu would auto-create them with 4)."""
+    from ingest.broker import ensure_topics, inventory_topics, topic_prefix_of
+
+    settings = _settings(target)
+    broker = _broker(target, port)
+    status = broker.start()
+    topics = inventory_topics(topic_prefix or topic_prefix_of(settings.topics))
+    partitions = settings.kafka.topic_partitions
+    ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, topics, partitions)
     typer.echo(f"broker running on 127.0.0.1:{status.port} (pid {status.pid}, log {status.log_file})")
+    typer.echo(f"topics ({partitions} partition{'s' if partitions > 1 else ''}): {', '.join(topics)}")
 
 
 @broker_app.command("stop")
@@ -252,6 +267,31 @@ def demo(
         run_demo(_settings(target), events, fresh, Console())
     except (DemoError, IngestError, LandingError) as error:
         _fail(str(error))
+
+
+@app.command("demo-postgres")
+def demo_postgres(
+    target: TargetOption = None,
+    statements: Annotated[int, typer.Option(help="generated SQL changes after the corpus scenario")] = 500,
+    postgres_bin: Annotated[
+        str | None, typer.Option(help="PostgreSQL bin directory (default: Debian's 15, else the embedded)")
+    ] = None,
+    schemas: Annotated[bool, typer.Option("--schemas/--no-schemas", help="JsonConverter schemas")] = True,
+) -> None:
+    """A real source: PostgreSQL, the Debezium connector on Kafka Connect, the broker, ingester, dbt build;
+    then the marts and the curated tables compared with PostgreSQL (exit 3 if they differ)."""
+    from rich.console import Console
+
+    from ingest.demo import DemoError, run_postgres_demo
+    from ingest.postgres_source import SourceError
+
+    configure_logging("text", level=logging.WARNING)
+    try:
+        differences = run_postgres_demo(_settings(target), statements, Console(), postgres_bin, schemas)
+    except (DemoError, SourceError, IngestError, LandingError) as error:
+        _fail(str(error))
+    if not all(d.equal for d in differences):
+        _fail("the curated tables differ from PostgreSQL (see above)", code=3)
 
 
 # -------------------------------------------------------------------------------------------- corpus

@@ -8,6 +8,7 @@ the lake first).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,13 @@ from ingest.catalog import EmbeddedCatalog
 from ingest.config import IngestSettings
 from ingest.consumer import Ingester
 from ingest.lake import connect
+from ingest.postgres_source import (
+    ROWS_ONLY,
+    SourcePostgres,
+    TableDifference,
+    compare_curated,
+    debezium_source,
+)
 from ingest.sink import LakeSink
 
 
@@ -130,8 +138,8 @@ def _wipe(
     console.print(f"wiped the lake under {settings.state_dir}")
 
 
-def _run(command: list[str], cwd: Path | None = None) -> None:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+def _run(command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise DemoError(f"{' '.join(command[:2])} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
 
@@ -171,3 +179,135 @@ def _print_marts(settings: IngestSettings, console: Console, limit: int = 8, max
             console.print(table)
     finally:
         con.close()
+
+
+# ------------------------------------------------------------------------------------- demo-postgres
+POSTGRES_DEMO_LAKE = "demo_postgres"
+
+
+def postgres_demo_settings(settings: IngestSettings) -> tuple[IngestSettings, dict[str, str]]:
+    """A lake of its own (catalog database and data directory), so the real source's LSNs never meet the
+    generator's in the dev lake; the environment passes the same choice to dbt."""
+    data_path = str(settings.state_dir / "demo-postgres" / "data")
+    lake = settings.lake.model_copy(update={"catalog_database": POSTGRES_DEMO_LAKE, "data_path": data_path})
+    env = {
+        **os.environ,
+        "INGEST_TARGET": settings.target,
+        "INGEST_LAKE__CATALOG_DATABASE": POSTGRES_DEMO_LAKE,
+        "INGEST_LAKE__DATA_PATH": data_path,
+        "INGEST_LAKE__STATE_DIR": str(settings.state_dir),
+        "INGEST_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+    }
+    return settings.model_copy(update={"lake": lake}), env
+
+
+def run_postgres_demo(
+    settings: IngestSettings,
+    statements: int,
+    console: Console,
+    postgres_bin: str | None = None,
+    schemas: bool = True,
+) -> list[TableDifference]:
+    """PostgreSQL -> Debezium (Kafka Connect) -> broker -> ingester -> lake -> dbt build, then the marts and
+    a cell-by-cell comparison of the curated tables with PostgreSQL. Returns that comparison."""
+    if settings.lake.catalog != "embedded" or not settings.kafka.embedded:
+        raise DemoError("the demo runs on embedded parts: use a target with an embedded broker and catalog")
+    settings, env = postgres_demo_settings(settings)
+    host, port = parse_bootstrap(settings.kafka.bootstrap_servers)
+    broker = EmbeddedBroker(settings.state_dir, port, host)
+    catalog = EmbeddedCatalog(settings.state_dir, settings.lake.catalog_database)
+    started: list[EmbeddedBroker | EmbeddedCatalog] = []
+    begin = time.monotonic()
+    try:
+        with console.status("starting the embedded broker and catalog"):
+            if not broker.status().running:
+                broker.start()
+                started.append(broker)
+            if not catalog.status().running:
+                catalog.start()
+                started.append(catalog)
+        _wipe_lake(settings, catalog)
+        prefix = f"pg{int(time.time())}"
+        work_dir = settings.state_dir / "demo-postgres" / "source"
+        with debezium_source(
+            work_dir,
+            settings.kafka.bootstrap_servers,
+            prefix,
+            statements,
+            schemas=schemas,
+            postgres_bin=postgres_bin,
+            progress=lambda message: console.print(f"[bold]source[/] {message}"),
+        ) as source:
+            console.print(
+                f"[bold]1/4[/] landing topics {prefix}.* in the lake (ingest run --until-caught-up)"
+            )
+            run_settings = settings.model_copy(update={"topics": rf"^{prefix}\."})
+            sink = LakeSink(lambda: connect(run_settings), settings.lake.commit_retries)
+            try:
+                stats = Ingester(run_settings, sink).run(until_caught_up=True)
+            finally:
+                sink.close()
+            console.print(
+                f"      {stats.change_rows:,} change rows in {stats.batches} batches, "
+                f"{stats.dead_letters} dead letters"
+            )
+            console.print("[bold]2/4[/] dbt build (curated current state and history, serving marts, tests)")
+            _run([_bin("dbt"), "build", "--target", settings.target], cwd=settings.project_dir, env=env)
+            console.print("[bold]3/4[/] the serving marts")
+            _print_marts(settings, console)
+            console.print("[bold]4/4[/] curated tables against PostgreSQL, cell by cell")
+            differences = _compare(settings, source.postgres, console)
+        console.print(
+            f"\ndone in {time.monotonic() - begin:.0f} s. Where to look next (this demo's lake):\n"
+            f"  export INGEST_LAKE__CATALOG_DATABASE={POSTGRES_DEMO_LAKE} "
+            f"INGEST_LAKE__DATA_PATH={env['INGEST_LAKE__DATA_PATH']}\n"
+            '  .venv/bin/ingest sql "select * from curated.inventory__orders"   the curated tables\n'
+            "  .venv/bin/dbt docs generate && .venv/bin/dbt docs serve         lineage, topics to marts\n"
+            f"  {work_dir}   the connector's configuration and log\n"
+        )
+        return differences
+    finally:
+        for service in reversed(started):
+            service.stop()
+        if started:
+            console.print("stopped what the demo started")
+
+
+def _wipe_lake(settings: IngestSettings, catalog: EmbeddedCatalog) -> None:
+    """This demo's lake starts empty on every run: a fresh PostgreSQL starts its LSNs afresh."""
+    catalog._server().psql(f'drop database if exists "{settings.lake.catalog_database}" with (force);')
+    shutil.rmtree(settings.data_path, ignore_errors=True)
+
+
+def _compare(settings: IngestSettings, postgres: SourcePostgres, console: Console) -> list[TableDifference]:
+    con = connect(settings)
+    try:
+        curated = {
+            r[0]
+            for r in con.execute(
+                "select table_name from duckdb_tables() where database_name = 'lake' "
+                "and schema_name = 'curated'"
+            ).fetchall()
+        }
+        tables = [t for t in postgres.tables() if f"inventory__{t}" in curated]
+        differences = compare_curated(con, postgres.dsn, tables)
+    finally:
+        con.close()
+    table = Table("table", "columns", "PostgreSQL rows", "curated rows", "missing", "unexpected", "equal")
+    for d in differences:
+        table.add_row(
+            d.table,
+            "key only" if d.table in ROWS_ONLY else f"all {len(d.columns)}",
+            str(d.postgres_rows),
+            str(d.curated_rows),
+            str(len(d.missing)),
+            str(len(d.unexpected)),
+            "yes" if d.equal else "[red]NO[/]",
+        )
+    console.print(table)
+    for d in differences:
+        for row in d.missing[:3]:
+            console.print(f"  {d.table}: in PostgreSQL, not curated: {row}")
+        for row in d.unexpected[:3]:
+            console.print(f"  {d.table}: curated, not in PostgreSQL: {row}")
+    return differences

@@ -1,0 +1,96 @@
+"""`ingest demo` as a user runs it: the real broker, catalog, ingester and dbt build, on a state directory and
+a broker port of its own (never the developer's dev broker on 39092). It prints the marts, says where to look
+next, stops what it started; a second run works on top of the first, and `--fresh` starts over."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, free_port
+from ingest.broker import port_open
+from ingest.catalog import EmbeddedCatalog
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MARTS = ("current_stock", "customer_lifetime_value", "daily_sales", "orders", "orders_by_status")
+
+
+@pytest.fixture
+def demo_env():
+    state_dir = Path(f"/tmp/cdc-demo-{os.getpid()}")  # short: the catalog's Unix socket lives under it
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
+    env.update(
+        {
+            "INGEST_TARGET": "dev",
+            "INGEST_LAKE__STATE_DIR": str(state_dir),
+            "INGEST_LAKE__DATA_PATH": str(state_dir / "data"),
+            "INGEST_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+            "COLUMNS": "200",
+        }
+    )
+    yield env, state_dir, port
+    subprocess.run([sys.executable, "-m", "ingest.cli", "down"], env=env, cwd=REPO, capture_output=True)
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def run_demo(env, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ingest.cli", "demo", "--events", "300", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def served_orders(env) -> int:
+    result = subprocess.run(
+        [sys.executable, "-m", "ingest.cli", "sql", "select count(*) from serving.orders", "--json"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.split(":")[1].strip(" }\n"))
+
+
+def assert_everything_stopped(state_dir: Path, port: int) -> None:
+    assert not port_open("127.0.0.1", port), "the demo left its broker running"
+    assert not EmbeddedCatalog(state_dir).status().running, "the demo left its catalog running"
+
+
+def test_demo_prints_marts_points_onwards_stops_and_runs_again(demo_env):
+    env, state_dir, port = demo_env
+    first = run_demo(env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for mart in MARTS:
+        assert f"serving.{mart}:" in first.stdout, mart
+    assert "Where to look next" in first.stdout
+    assert "dbt docs" in first.stdout
+    assert "stopped what the demo started" in first.stdout
+    assert_everything_stopped(state_dir, port)
+    after_first = served_orders(env)
+    assert after_first > 0
+    subprocess.run([sys.executable, "-m", "ingest.cli", "down"], env=env, cwd=REPO, capture_output=True)
+
+    second = run_demo(env)  # on top of the first: the source goes on, nothing is stale
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "serving.orders:" in second.stdout
+    assert_everything_stopped(state_dir, port)
+    after_second = served_orders(env)
+    assert after_second > after_first
+    subprocess.run([sys.executable, "-m", "ingest.cli", "down"], env=env, cwd=REPO, capture_output=True)
+
+    fresh = run_demo(env, "--fresh")
+    assert fresh.returncode == 0, fresh.stdout[-3000:] + fresh.stderr[-3000:]
+    assert "wiped the lake" in fresh.stdout
+    assert_everything_stopped(state_dir, port)
+    assert served_orders(env) == after_first  # same seed on an empty lake: the first run's result again
