@@ -39,8 +39,13 @@ def test_curated_tables_equal_postgres_after_real_debezium(lake, tmp_path):
         con = lake.connect()
         try:
             differences = compare_curated(con, source.postgres.dsn, tables)
+            # The check can fail: one PostgreSQL cell changed after the lake was built (and not ingested)
+            # shows up as exactly that row, both ways.
+            source.postgres.psql(sql="update inventory.customers set last_name = 'Changed' where id = 1001")
+            (changed,) = compare_curated(con, source.postgres.dsn, ["customers"])
         finally:
             con.close()
+    assert [row[0] for row in changed.missing] == ["1001"] == [row[0] for row in changed.unexpected]
     assert {d.table for d in differences} == {
         "addresses", "customers", "orders", "products", "products_on_hand", "type_zoo"
     }  # fmt: skip
@@ -56,22 +61,3 @@ def test_curated_tables_equal_postgres_after_real_debezium(lake, tmp_path):
     assert lake.query("select count(*) from lake.staging._cdc_transactions")[0][0] > 10
     assert lake.query("select count(*) from lake.staging._cdc_messages")[0][0] >= 3
     assert lake.query("select count(*) from lake.curated.inventory__customers where phone is not null")[0][0]
-
-
-def test_the_comparison_sees_a_changed_cell(lake, tmp_path):
-    """The check above can fail: change one PostgreSQL cell after the lake was built (not ingested again)
-    and the comparison reports exactly that row, both ways."""
-    with debezium_source(
-        tmp_path / "source", lake.settings.kafka.bootstrap_servers, lake.topic_prefix, statements=20
-    ) as source:
-        lake.ingest("run", "--until-caught-up")
-        assert dbt_build(lake, tmp_path).returncode == 0
-        source.postgres.psql(sql="update inventory.customers set last_name = 'Changed' where id = 1001")
-        con = lake.connect()
-        try:
-            (customers,) = compare_curated(con, source.postgres.dsn, ["customers"])
-        finally:
-            con.close()
-    assert not customers.equal
-    assert [row[0] for row in customers.missing] == ["1001"]
-    assert [row[0] for row in customers.unexpected] == ["1001"]
