@@ -668,6 +668,7 @@ _WEIGHTS = [KIND_WEIGHTS[k] for k in _KINDS]
 SUBSTITUTES = {"signup": "close_account", "place_order": "cancel_order", "new_product": "discontinue_product"}
 MIN_ROWS = 3  # never delete customers or products below this: orders need somebody and something
 MAX_STOCK_TAKE = 500  # stock rows a TRUNCATE + re-insert transaction may hold
+STOCK_TAKE_SPACING = 1000  # change events between stock takes: a periodic event, not a constant one
 
 
 @dataclass(frozen=True)
@@ -715,6 +716,7 @@ class InventoryGenerator:
         self.counts: Counter[tuple[str, str]] = Counter()  # (table or "transaction", op/kind) -> records
         self.change_events = 0
         self.column_added = False
+        self._last_stock_take = 0
         self._now_us = clock() if clock else config.start_us
         self._last_commit_us = 0
         # Snapshot transaction id and LSN: arbitrary but seeded, in the ranges a young database has.
@@ -1241,8 +1243,9 @@ class InventoryGenerator:
         transaction: the stream carries a TRUNCATE (op t, no key, no tombstone) and the rows of products
         counted at zero are gone for good (until a cancelled order or a restock brings one back)."""
         stock = self.inventory.rows["products_on_hand"]
-        if len(stock) > MAX_STOCK_TAKE:
+        if len(stock) > MAX_STOCK_TAKE or self.change_events - self._last_stock_take < STOCK_TAKE_SPACING:
             return None
+        self._last_stock_take = self.change_events
         counted = [
             {"product_id": key, "quantity": row["quantity"] + self._rng.randrange(0, 3)}
             for key, row in sorted(stock.items())

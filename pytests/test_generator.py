@@ -705,7 +705,7 @@ def test_dbt_build_on_the_generated_stream_equals_the_generators_final_state(lak
     """Curated current state == the generator's own model of the source database, table by table, cell by
     cell: with redeliveries, late records, PK changes, the added column, messages and TRUNCATEs (stock takes
     that drop the rows of products counted at zero: a curated layer that ignored op t would keep them)."""
-    events, seed = 1500, 39
+    events, seed = 2500, 61
     lake.ingest(
         "generate", f"--events={events}", f"--seed={seed}", "--duplicates=0.02", "--late=0.02",
         "--partitions=1", f"--topic-prefix={lake.topic_prefix}",
