@@ -141,7 +141,7 @@ class SourcePostgres:
     def dsn(self) -> str:
         return f"host=127.0.0.1 port={self.port} dbname={DATABASE} user=postgres"
 
-    def _run(self, program: str, *args: str, timeout: float = 120) -> str:
+    def _run(self, program: str, *args: str, timeout: float = 120, stdin: str | None = None) -> str:
         result = subprocess.run(
             [str(self.bin_dir / program), *args],
             capture_output=True,
@@ -149,6 +149,7 @@ class SourcePostgres:
             timeout=timeout,
             user=self._user,
             cwd="/",
+            input=stdin,
         )
         if result.returncode != 0:
             raise SourceError(f"{program} {' '.join(args[:3])} failed: {result.stderr[-2000:]}")
@@ -199,9 +200,9 @@ class SourcePostgres:
         args += ["-v", "ON_ERROR_STOP=1", "-A", "-t"]
         if sql is not None:
             args += ["-c", sql]
-        if file is not None:
-            args += ["-f", str(file)]
-        return self._run("psql", *args, timeout=600)
+        # A file goes through stdin: the PostgreSQL system user may not be allowed to read it.
+        stdin = file.read_text() if file is not None else None
+        return self._run("psql", *args, timeout=600, stdin=stdin)
 
     def tables(self) -> list[str]:
         rows = self.psql(sql=f"select tablename from pg_tables where schemaname = '{SCHEMA}' order by 1")
