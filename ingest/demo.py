@@ -95,6 +95,7 @@ def run_demo(settings: IngestSettings, events: int, fresh: bool, console: Consol
             "\nWhere to look next:\n"
             "  .venv/bin/dbt docs generate && .venv/bin/dbt docs serve   lineage from Kafka topics to marts\n"
             '  .venv/bin/ingest sql "select * from staging._cdc_tables"    what the ingester knows\n'
+            "  .venv/bin/ingest status                                  runs, lag, freshness, dead letters\n"
             "  .venv/bin/ingest run                                     keep ingesting (Ctrl-C stops)\n"
         )
     finally:
@@ -262,6 +263,7 @@ def run_postgres_demo(
             f"  export INGEST_LAKE__CATALOG_DATABASE={POSTGRES_DEMO_LAKE} "
             f"INGEST_LAKE__DATA_PATH={env['INGEST_LAKE__DATA_PATH']}\n"
             '  .venv/bin/ingest sql "select * from curated.inventory__orders"   the curated tables\n'
+            "  .venv/bin/ingest status                                         runs, freshness, dbt builds\n"
             "  .venv/bin/dbt docs generate && .venv/bin/dbt docs serve         lineage, topics to marts\n"
             f"  {work_dir}   the connector's configuration and log\n"
         )

@@ -74,7 +74,7 @@ def test_demo_prints_marts_points_onwards_stops_and_runs_again(demo_env):
     for mart in MARTS:
         assert f"serving.{mart}:" in first.stdout, mart
     assert "Where to look next" in first.stdout
-    assert "dbt docs" in first.stdout
+    assert "dbt docs" in first.stdout and "ingest status" in first.stdout
     assert "stopped what the demo started" in first.stdout
     assert_everything_stopped(state_dir, port)
     served, staged = count(env, "serving.orders"), count(env, "staging.inventory__orders")
