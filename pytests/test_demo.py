@@ -97,3 +97,31 @@ def test_demo_prints_marts_points_onwards_stops_and_runs_again(demo_env):
     assert_everything_stopped(state_dir, port)
     assert count(env, "staging.inventory__orders") == staged  # an empty lake again: the first run's rows
     assert count(env, "serving.orders") == served
+
+
+def test_broker_start_precreates_the_inventory_topics_with_the_configured_partitions(tmp_path):
+    """`ingest broker start`: Tansu would auto-create a topic with 4 partitions; the config names 3 here."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
+    env.update({"INGEST_LAKE__STATE_DIR": str(tmp_path), "INGEST_KAFKA__TOPIC_PARTITIONS": "3"})
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "ingest.cli", "broker", *args, f"--port={port}"]
+        return subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+    started = cli("start", "--topic-prefix=shop")
+    try:
+        assert started.returncode == 0, started.stderr
+        assert "topics (3 partitions)" in started.stdout
+        assert cli("status").returncode == 0
+        from confluent_kafka.admin import AdminClient
+
+        topics = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}).list_topics(timeout=10).topics
+        tables = ("addresses", "customers", "orders", "products", "products_on_hand")
+        expected = [f"shop.inventory.{t}" for t in tables] + ["shop.transaction", "shop.message"]
+        assert {t: len(topics[t].partitions) for t in expected if t in topics} == dict.fromkeys(expected, 3)
+        assert cli("start", "--topic-prefix=shop").returncode == 0  # idempotent: running, topics exist
+    finally:
+        stopped = cli("stop")
+    assert stopped.stdout.strip() == "broker stopped"
+    assert cli("status").returncode == 1 and not port_open("127.0.0.1", port)
