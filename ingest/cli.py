@@ -405,6 +405,10 @@ def generate(
     after_lsn: Annotated[int, typer.Option(min=0, help="continue a source whose log reached this LSN")] = 0,
     after_tx_id: Annotated[int, typer.Option(min=0, help="... and this transaction id")] = 0,
     partitions: Annotated[int | None, typer.Option(min=1, help="default: kafka.topic_partitions")] = None,
+    continue_from: Annotated[
+        str | None,
+        typer.Option(help="event counts of earlier runs with this seed, e.g. 5000,300: go on from their end"),
+    ] = None,
     add_column_after: Annotated[
         int | None, typer.Option(min=0, help="change events before customers gains `phone` (default: half)")
     ] = None,
@@ -424,6 +428,7 @@ def generate(
         add_column_after=add_column_after,
         after_lsn=after_lsn,
         after_tx_id=after_tx_id,
+        continue_from=tuple(int(n) for n in continue_from.split(",") if n.strip()) if continue_from else (),
     )
     source = gen.InventoryGenerator(config, clock=gen.wall_clock_us)
     faults = gen.DeliveryFaults(source, duplicates=duplicates, late=late, seed=seed)
@@ -435,7 +440,7 @@ def generate(
         kinds = {kind: n for (t, kind), n in sorted(source.counts.items()) if t == table}
         typer.echo(f"{topic}: {report.per_topic[topic]} records {kinds}")
     typer.echo(
-        f"{source.change_events} change events, {report.rows} rows to land, {report.records} records "
+        f"{source.emitted_change_events} change events, {report.rows} rows to land, {report.records} records "
         f"({faults.stats.duplicates} duplicates, {faults.stats.late} late) in {report.elapsed_s:.1f} s"
         + (" (interrupted)" if report.interrupted else "")
     )

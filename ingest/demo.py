@@ -8,6 +8,7 @@ the lake first).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -70,12 +71,18 @@ def run_demo(settings: IngestSettings, events: int, fresh: bool, console: Consol
             "--rate",
             "0",
             "--seed",
-            "42",
+            str(DEMO_SEED),
             "--topic-prefix",
             prefix,
         ]
-        position = ["--after-lsn", str(after_lsn), "--after-tx-id", str(after_tx_id)]
+        earlier = _earlier_runs(settings) if after_lsn else []
+        if earlier:  # the same source database goes on: its rows, keys and log continue
+            position = ["--continue-from", ",".join(map(str, earlier))]
+            console.print(f"      the source goes on from the earlier runs' {sum(earlier):,} events")
+        else:  # a lake from elsewhere: at least its log positions go on (newer events, not stale ones)
+            position = ["--after-lsn", str(after_lsn), "--after-tx-id", str(after_tx_id)]
         _run([_bin("ingest"), *generate, *position, "--target", settings.target])
+        _record_run(settings, [*earlier, events] if earlier or not after_lsn else [])
         console.print("[bold]2/4[/] landing them in the lake (ingest run --until-caught-up)")
         run_settings = settings.model_copy(update={"topics": rf"^{prefix}\."})
         sink = LakeSink(lambda: connect(run_settings), settings.lake.commit_retries)
@@ -103,6 +110,29 @@ def run_demo(settings: IngestSettings, events: int, fresh: bool, console: Consol
             service.stop()
         if started:
             console.print("stopped what the demo started")
+
+
+DEMO_SEED = 42
+
+
+def _runs_file(settings: IngestSettings) -> Path:
+    return settings.state_dir / "demo-generator-runs.json"
+
+
+def _earlier_runs(settings: IngestSettings) -> list[int]:
+    """Event counts of the earlier demo runs that built this lake (their generator replays them silently)."""
+    try:
+        recorded = json.loads(_runs_file(settings).read_text())
+    except (OSError, ValueError):
+        return []
+    if recorded.get("seed") != DEMO_SEED or recorded.get("data_path") != settings.data_path:
+        return []
+    return [int(n) for n in recorded.get("runs", [])]
+
+
+def _record_run(settings: IngestSettings, runs: list[int]) -> None:
+    record = {"seed": DEMO_SEED, "data_path": settings.data_path, "runs": runs}
+    _runs_file(settings).write_text(json.dumps(record))
 
 
 def _source_position(settings: IngestSettings) -> tuple[int, int]:
@@ -136,6 +166,7 @@ def _wipe(
     catalog.stop()
     for path in (catalog.pgdata, Path(settings.data_path)):
         shutil.rmtree(path, ignore_errors=True)
+    _runs_file(settings).unlink(missing_ok=True)
     console.print(f"wiped the lake under {settings.state_dir}")
 
 

@@ -22,7 +22,9 @@ Three layers, the first two pure and deterministic per seed:
 from __future__ import annotations
 
 import base64
+import collections
 import heapq
+import itertools
 import logging
 import random
 import time
@@ -685,11 +687,17 @@ class GeneratorConfig:
     # every LSN and transaction id generated is above these.
     after_lsn: int = 0
     after_tx_id: int = 0
+    # Continue the source of earlier runs with this seed and these event counts: their snapshot and changes
+    # are replayed silently (the same seed makes the same changes), then `events` new ones are emitted. The
+    # keys, sequences, LSNs and transaction ids then go on from where the last run left the database.
+    continue_from: tuple[int, ...] = ()
 
     @property
     def column_added_at(self) -> int | None:
-        at = self.events // 2 if self.add_column_after is None else self.add_column_after
-        return at if at < self.events else None
+        """Change events (counted from the first run) before ADD COLUMN phone: half of the first run."""
+        first = self.continue_from[0] if self.continue_from else self.events
+        at = first // 2 if self.add_column_after is None else self.add_column_after
+        return at if at < sum(self.continue_from) + self.events else None
 
 
 Clock = Callable[[], int]  # microseconds since the epoch
@@ -732,17 +740,38 @@ class InventoryGenerator:
     def topics(self) -> list[str]:
         return [c.topic for c in self._codecs.values()] + [self.transaction_topic, self.message_topic]
 
+    @property
+    def emitted_change_events(self) -> int:
+        return self.change_events - sum(self.config.continue_from)
+
     def __iter__(self) -> Iterator[Record]:
-        yield from self._snapshot()
+        earlier = list(itertools.accumulate(self.config.continue_from))  # where each earlier run ended
+        emit_from = earlier[-1] if earlier else 0
+        snapshot = self._snapshot()
+        if emit_from:
+            collections.deque(snapshot, maxlen=0)  # a restarted connector does not snapshot again
+        else:
+            yield from snapshot
         add_column_at = self.config.column_added_at
-        while self.change_events < self.config.events:
-            if add_column_at is not None and not self.column_added and self.change_events >= add_column_at:
-                self._add_phone_column()
-            changes = self._plan(self.config.events - self.change_events)
-            if changes[0].op == "m" and not changes[0].after["transactional"]:
-                yield from self._non_transactional_message(changes[0])
-            else:
-                yield from self._transaction(changes)
+        for end in [*earlier, emit_from + self.config.events]:
+            while self.change_events < end:
+                if (
+                    add_column_at is not None
+                    and not self.column_added
+                    and self.change_events >= add_column_at
+                ):
+                    self._add_phone_column()
+                changes = self._plan(end - self.change_events)
+                if changes[0].op == "m" and not changes[0].after["transactional"]:
+                    records = self._non_transactional_message(changes[0])
+                else:
+                    records = self._transaction(changes)
+                if end <= emit_from:
+                    collections.deque(records, maxlen=0)
+                else:
+                    yield from records
+            if end == emit_from:
+                self.counts.clear()  # report what this run emits
 
     # ------------------------------------------------------------------------------ headers & time
     def _context_headers(self) -> Headers:

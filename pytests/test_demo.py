@@ -81,14 +81,14 @@ def test_demo_prints_marts_points_onwards_stops_and_runs_again(demo_env):
     assert served > 0
     subprocess.run([sys.executable, "-m", "ingest.cli", "down"], env=env, cwd=REPO, capture_output=True)
 
-    # On top of the first: the source's log goes on (higher LSNs), so its events land rather than being
-    # ignored as stale; the same seed replays the same changes, so the marts end where they did.
+    # On top of the first: the source database goes on (its keys, sequences and log), so the new events
+    # land (none is stale) and the dbt build's history tests hold across both runs.
     second = run_demo(env)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "the source goes on from the earlier runs' 300 events" in second.stdout
     assert "serving.orders:" in second.stdout
     assert_everything_stopped(state_dir, port)
     assert count(env, "staging.inventory__orders") > staged
-    assert count(env, "serving.orders") == served
     subprocess.run([sys.executable, "-m", "ingest.cli", "down"], env=env, cwd=REPO, capture_output=True)
 
     fresh = run_demo(env, "--fresh")
