@@ -351,6 +351,10 @@ def demo(
         _fail(str(error))
 
 
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 @app.command("demo-postgres")
 def demo_postgres(
     target: TargetOption = None,
@@ -368,6 +372,7 @@ def demo_postgres(
     from ingest.postgres_source import SourceError
 
     configure_logging("text", level=logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)  # so PostgreSQL, Java and the broker are stopped on SIGTERM too
     try:
         differences = run_postgres_demo(_settings(target), statements, Console(), postgres_bin, schemas)
     except (DemoError, SourceError, IngestError, LandingError) as error:
