@@ -173,7 +173,12 @@ def _wipe(
 def _run(command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, env=env)
     if result.returncode != 0:
-        raise DemoError(f"{' '.join(command[:2])} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        # dbt's summary names the failing models and tests; put those first, then the tail
+        failures = [line for line in result.stdout.splitlines() if "Failure in" in line or "Error in" in line]
+        summary = "\n".join(failures[:20]) + ("\n...\n" if failures else "")
+        raise DemoError(
+            f"{' '.join(command[:2])} failed:\n{summary}{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        )
 
 
 def _cell(value: object) -> str:
