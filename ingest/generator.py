@@ -827,13 +827,21 @@ class InventoryGenerator:
                 )
                 processing_us += self._rng.randrange(100, 2000)
                 yield self._data_record(table.name, "r", None, dict(row), source, None, processing_us)
+        # What commits after the snapshot's consistent point commits after the snapshot began.
+        self._last_commit_us = max(self._last_commit_us, snapshot_us)
 
     # ---------------------------------------------------------------------------------- transactions
     def _transaction(self, changes: list[Change]) -> Iterator[Record]:
         tx_id = self._next_tx_id()
         commit_us, processing_us = self._advance_clock(sum(c.events for c in changes))
-        # The first data event's LSN: right at the previous commit, or after other sessions' WAL.
-        lsn = self._lsn if self._rng.random() < 0.5 else self._next_lsn(8, 4096)
+        # The first data event's LSN: the record right after the previous commit (or the snapshot's
+        # consistent point), or further on after other sessions' WAL. Never equal to it: every WAL record
+        # has a position of its own, and consumers order versions of a key by LSN.
+        if self._rng.random() < 0.5:
+            self._lsn += 8
+            lsn = self._lsn
+        else:
+            lsn = self._next_lsn(8, 4096)
         yield self._tx_record("BEGIN", f"{tx_id}:{lsn}", commit_us, None)
         per_table: dict[str, int] = {}
         total = 0

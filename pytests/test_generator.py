@@ -211,6 +211,21 @@ def test_snapshot_markers_and_shared_position():
     assert image(records[11])["order_date"] == 16816  # 2016-01-16 as io.debezium.time.Date
 
 
+def test_changes_after_the_snapshot_come_after_it_in_lsn_and_time():
+    """Consumers order a key's versions by LSN: a change sharing the snapshot's LSN, or committed before the
+    snapshot began, made curated state and its reconciliation disagree (seeds 1 and 2 of 200 did)."""
+    ticks = iter(range(1_800_000_000_000_000, 1_900_000_000_000_000, 7))  # a wall clock barely moving
+    for seed in range(40):
+        for clock in (None, lambda: next(ticks)):
+            generator = InventoryGenerator(GeneratorConfig(events=30, seed=seed), clock=clock)
+            records = [parse(r) for r in generator]
+            data = [payload(r["value"]) for r in records if r["value"] and "op" in payload(r["value"])]
+            snapshot = data[0]["source"]
+            changes = [d["source"] for d in data if d["op"] != "r"]
+            assert changes and all(int(s["lsn"]) > int(snapshot["lsn"]) for s in changes), seed
+            assert all(s["ts_us"] >= snapshot["ts_us"] for s in changes), seed
+
+
 @needs_corpus
 def test_snapshot_rows_equal_the_corpus_snapshot():
     ours = [parse(r) for r in generate(events=0)]
