@@ -1,28 +1,12 @@
 """`dbt build` on test data: land a corpus variant, then the real dbt build (models, contracts, unit and data
 tests, reconciliation) against that lake, twice (the second build is incremental)."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from conftest import CORPUS, REPO, VARIANTS
+from conftest import CORPUS, VARIANTS, dbt
 from ingest.corpus import produce, read_variant
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not VARIANTS, reason="corpus not present")]
-
-
-def dbt(lake, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [
-        str(Path(sys.executable).parent / "dbt"),
-        *args,
-        "--target-path",
-        str(tmp_path / "target"),
-        "--log-path",
-        str(tmp_path / "logs"),
-    ]
-    return subprocess.run(command, env=lake.env, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
 def test_dbt_build_passes_on_a_landed_corpus(lake, tmp_path):
