@@ -138,7 +138,8 @@ def _pg_expression(column: str, pg_type: str) -> str:
     if pg_type == "money":
         return f"{quoted}::numeric(38, 2)"
     if pg_type.startswith("character(") or pg_type == "character":
-        return f"format('%s', {quoted})"  # keeps the blank padding that a cast to text strips
+        # format() keeps the blank padding that a cast to text strips (and turns NULL into '')
+        return f"case when {quoted} is not null then format('%s', {quoted}) end"
     return quoted
 
 
