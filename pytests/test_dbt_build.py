@@ -1,15 +1,19 @@
 """`dbt build` on test data: land a corpus variant, then the real dbt build (models, contracts, unit and data
 tests, reconciliation) against that lake, twice (the second build is incremental)."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from conftest import CORPUS, VARIANTS, dbt
+from conftest import CORPUS, REPO, VARIANTS, dbt
 from ingest.corpus import produce, read_variant
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not VARIANTS, reason="corpus not present")]
 
 
-def test_dbt_build_passes_on_a_landed_corpus(lake, tmp_path):
+def test_dbt_build_passes_and_lints_clean_on_a_landed_corpus(lake, tmp_path):
     # Schemas on, decimals precise: the configuration the curated contracts are typed for.
     variant = "precise-schemas"
     produce(read_variant(CORPUS / variant, topic_prefix=lake.topic_prefix), lake.settings.kafka.client)
@@ -30,3 +34,15 @@ def test_dbt_build_passes_on_a_landed_corpus(lake, tmp_path):
     ) == [(101, 7), (102, 20)]
     # the primary-key change 110 -> 210
     assert lake.query("select id from lake.curated.inventory__products where id in (110, 210)") == [(210,)]
+
+    # `make lint` lints against an empty lake, where every incremental model compiles its full-refresh
+    # branch; with the models built, sqlfluff sees the incremental branches too
+    lint = subprocess.run(
+        [str(Path(sys.executable).parent / "sqlfluff"), "lint", "models", "macros", "tests"],
+        env=lake.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert lint.returncode == 0, lint.stdout[-6000:] + lint.stderr[-2000:]

@@ -61,10 +61,11 @@ latest_customers as (
 
     select *
     from customer_versions
-    where _is_current
-    {%- if is_incremental() %}
+    where
+        _is_current
+        {%- if is_incremental() %}
         and id in (select customers_in_scope.customer_id from customers_in_scope)
-    {%- endif %}
+        {%- endif %}
 
 ),
 
