@@ -165,8 +165,15 @@ def _source_entries(table: StagingTable, *, current: bool) -> list[dict[str, Any
     return entries
 
 
+class _IndentedDumper(yaml.SafeDumper):
+    """Lists indented under their key, as in the hand-written YAML of this project."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
 def _dump(document: dict[str, Any]) -> str:
-    return yaml.safe_dump(document, sort_keys=False, width=120, allow_unicode=True)
+    return yaml.dump(document, Dumper=_IndentedDumper, sort_keys=False, width=120, allow_unicode=True)
 
 
 def render_models_yaml(table: StagingTable) -> str:
