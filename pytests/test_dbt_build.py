@@ -35,6 +35,11 @@ def test_dbt_build_passes_and_lints_clean_on_a_landed_corpus(lake, tmp_path):
     # the primary-key change 110 -> 210
     assert lake.query("select id from lake.curated.inventory__products where id in (110, 210)") == [(210,)]
 
+    # `dbt source freshness` reads each topic's _ingested_at: just landed, so every source passes
+    freshness = dbt(lake, tmp_path, "source", "freshness")
+    assert freshness.returncode == 0, freshness.stdout[-4000:]
+    assert freshness.stdout.count(" PASS ") >= 7 and "inventory__type_zoo" in freshness.stdout
+
     # `make lint` lints against an empty lake, where every incremental model compiles its full-refresh
     # branch; with the models built, sqlfluff sees the incremental branches too
     lint = subprocess.run(
