@@ -284,8 +284,9 @@ class Ingester:
         if vanished:
             raise IngestError(
                 f"topics vanished from the broker while assigned: {sorted({t for t, _ in vanished})}. "
-                "If the broker lost its data, nothing was skipped: re-produce the topics and rebuild staging "
-                "from them, or start from a fresh lake."
+                "If the broker lost its data, nothing was skipped: re-produce the topics (e.g. a new "
+                "Debezium snapshot), then rebuild staging from them with `ingest replay --from earliest` "
+                "(see docs/operations.md, 'Broker outage or data loss')."
             )
         if new:
             self._consumer.incremental_assign(new)
@@ -347,8 +348,10 @@ class Ingester:
             f"{topic}[{partition}]: the offset stored in the lake ({stored}) is outside the log "
             "on the broker "
             f"({detail}). The broker has lost or truncated data that was already landed. "
-            "Nothing was skipped or re-read. Re-produce the topic and rebuild staging from it, "
-            "or accept the gap by starting from a fresh lake."
+            "Nothing was skipped or re-read. Re-produce the topic (e.g. a new Debezium snapshot), then "
+            "rebuild staging from what the broker now holds with `ingest replay --from earliest "
+            f"--topics '^{re.escape(topic)}$'`; it switches atomically and the ingester resumes from the "
+            "replayed positions (see docs/operations.md, 'Broker outage or data loss')."
         )
 
     def _on_consumer_error(self, message: Message, error: KafkaError) -> None:
