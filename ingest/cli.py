@@ -454,6 +454,45 @@ def generate(
         _fail(f"{report.failed} records were not delivered: {report.first_error}")
 
 
+# ----------------------------------------------------------------------------------------- scaffold
+@app.command()
+def scaffold(
+    table: Annotated[
+        str | None, typer.Option("--table", help="only this source table, SCHEMA.TABLE (default: all)")
+    ] = None,
+    project_dir: Annotated[
+        Path | None, typer.Option(help="the dbt project to write into (default: this project)")
+    ] = None,
+    target: TargetOption = None,
+) -> None:
+    """Write dbt models (current state + history), their YAML and tests for staging tables that have none."""
+    from ingest import scaffold as sc
+    from ingest.lake import connect
+
+    configure_logging("text", level=logging.WARNING)
+    settings = _settings(target)
+    project = project_dir or settings.project_dir
+    con = connect(settings)
+    try:
+        tables = sc.read_staging_tables(con, table)
+    finally:
+        con.close()
+    if table is not None and not tables:
+        _fail(f'no staging table for {table} (see `ingest sql "select * from staging._cdc_tables"`)')
+    plans, skipped = sc.plan_project(project, tables)
+    for name in skipped:
+        typer.echo(f"{name}: has models already, left alone")
+    for plan in plans:
+        for path in sc.write_plan(project, plan):
+            typer.echo(f"wrote {path}")
+        for note in plan.notes:
+            typer.secho(f"note: {note}", fg=typer.colors.YELLOW)
+    if plans:
+        typer.echo("next: dbt build -s " + " ".join(f"+{p.table.table_name}__history+" for p in plans))
+    elif not skipped:
+        typer.echo("no staging tables yet: run the ingester first")
+
+
 # ------------------------------------------------------------------------------------------ maintain
 @app.command()
 def maintain(

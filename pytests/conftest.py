@@ -128,6 +128,19 @@ def lake(state_dir: Path, catalog: EmbeddedCatalog, broker: EmbeddedBroker, tmp_
     return Lake(settings, env, prefix)
 
 
+def dbt(lake, tmp_path: Path, *args: str, project_dir: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """Run the real `dbt` of this venv against `lake`, with target and log paths under `tmp_path`."""
+    command = [
+        str(Path(sys.executable).parent / "dbt"),
+        *args,
+        "--target-path",
+        str(tmp_path / "target"),
+        "--log-path",
+        str(tmp_path / "logs"),
+    ]
+    return subprocess.run(command, env=lake.env, cwd=project_dir, capture_output=True, text=True, timeout=900)
+
+
 def produce_items(lake, topic: str, start: int, count: int) -> None:
     producer = Producer({"bootstrap.servers": lake.settings.kafka.bootstrap_servers, "linger.ms": 5})
     for i in range(start, start + count):

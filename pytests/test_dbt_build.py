@@ -7,25 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CORPUS, REPO, VARIANTS
+from conftest import CORPUS, REPO, VARIANTS, dbt
 from ingest.corpus import produce, read_variant
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not VARIANTS, reason="corpus not present")]
 
 
-def dbt(lake, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [
-        str(Path(sys.executable).parent / "dbt"),
-        *args,
-        "--target-path",
-        str(tmp_path / "target"),
-        "--log-path",
-        str(tmp_path / "logs"),
-    ]
-    return subprocess.run(command, env=lake.env, cwd=REPO, capture_output=True, text=True, timeout=600)
-
-
-def test_dbt_build_passes_on_a_landed_corpus(lake, tmp_path):
+def test_dbt_build_passes_and_lints_clean_on_a_landed_corpus(lake, tmp_path):
     # Schemas on, decimals precise: the configuration the curated contracts are typed for.
     variant = "precise-schemas"
     produce(read_variant(CORPUS / variant, topic_prefix=lake.topic_prefix), lake.settings.kafka.client)
@@ -46,3 +34,20 @@ def test_dbt_build_passes_on_a_landed_corpus(lake, tmp_path):
     ) == [(101, 7), (102, 20)]
     # the primary-key change 110 -> 210
     assert lake.query("select id from lake.curated.inventory__products where id in (110, 210)") == [(210,)]
+
+    # `dbt source freshness` reads each topic's _ingested_at: just landed, so every source passes
+    freshness = dbt(lake, tmp_path, "source", "freshness")
+    assert freshness.returncode == 0, freshness.stdout[-4000:]
+    assert freshness.stdout.count(" PASS ") >= 7 and "inventory__type_zoo" in freshness.stdout
+
+    # `make lint` lints against an empty lake, where every incremental model compiles its full-refresh
+    # branch; with the models built, sqlfluff sees the incremental branches too
+    lint = subprocess.run(
+        [str(Path(sys.executable).parent / "sqlfluff"), "lint", "models", "macros", "tests"],
+        env=lake.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert lint.returncode == 0, lint.stdout[-6000:] + lint.stderr[-2000:]

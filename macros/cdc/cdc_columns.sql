@@ -11,12 +11,13 @@
 
 
 {% macro cdc_contract_columns() -%}
-    {#- The YAML columns (name, data_type) of the model being built, in YAML order. A unit test cannot see
+    {#- The YAML columns (name, data_type, meta.epoch_unit) of the model being built, in YAML order. A unit test cannot see
         its model's YAML (dbt compiles it against a manifest of the test alone), so unit tests of CDC models
         pass the columns with `overrides: {macros: {cdc_contract_columns: [...]}}`. -#}
     {%- set columns = [] -%}
     {%- for column in (model.columns or {}).values() -%}
-        {%- do columns.append({'name': column.name, 'data_type': column.data_type}) -%}
+        {%- do columns.append({'name': column.name, 'data_type': column.data_type,
+                               'epoch_unit': (column.meta or {}).get('epoch_unit')}) -%}
     {%- endfor -%}
     {{ return(columns) }}
 {%- endmacro %}
@@ -61,7 +62,8 @@
     {%- set columns = {} -%}
     {%- if execute and not cdc_is_fixture(relation) and cdc_relation_exists(relation) -%}
         {%- for column in adapter.get_columns_in_relation(relation) -%}
-            {%- do columns.update({column.name | lower: column.data_type}) -%}
+            {#- dtype is DuckDB's own type name (data_type would turn VARCHAR into character varying(256)) -#}
+            {%- do columns.update({column.name | lower: column.dtype}) -%}
         {%- endfor -%}
     {%- endif -%}
     {{ return(columns) }}
@@ -74,20 +76,54 @@
     {%- if present and (column.name | lower) not in present -%}
         cast(null as {{ column.data_type }}) as {{ adapter.quote(column.name) }}
     {%- else -%}
-        {{ cdc_cast(adapter.quote(column.name), column.data_type, present.get(column.name | lower)) }}
-            as {{ adapter.quote(column.name) }}
+        {{ cdc_cast(adapter.quote(column.name), column.data_type, present.get(column.name | lower),
+                    column.get('epoch_unit')) }} as {{ adapter.quote(column.name) }}
     {%- endif -%}
 {%- endmacro %}
 
 
 
-{% macro cdc_cast(expression, data_type, staging_type=none) -%}
-    {#- A staging value in its contract type. A DuckDB INTERVAL cannot be kept in the lake's Parquet files
-        (negative intervals are refused, a time part over 2^32 ms wraps, microseconds are cut), so a
-        column declared bigint whose staging type is INTERVAL holds its microseconds, exactly what Debezium
-        sent (MicroDuration). -#}
-    {%- if (staging_type or '') | upper == 'INTERVAL' and (data_type | lower) == 'bigint' -%}
+{% macro cdc_cast(expression, data_type, staging_type=none, epoch_unit=none) -%}
+    {#- A staging value in its contract type, converted according to the type it landed with, so that one
+        model works whether the connector sent schemas or not (docs/dbt.md, "Schemas on or off"):
+
+        staging type           contract type          conversion
+        integer                date                   days since 1970-01-01 (Debezium Date)
+        integer                timestamp              microseconds since the epoch (MicroTimestamp); a column
+                                                      with meta epoch_unit: ms (timestamp(0..3), Timestamp)
+                                                      or ns (NanoTimestamp) is read in that unit
+        integer                time                   microseconds since midnight (MicroTime); epoch_unit too
+        varchar                blob                   base64 (bytes without a schema)
+        varchar                timetz                 ISO text with Z for UTC (ZonedTime)
+        varchar                decimal(p,s)           decimal text (decimal.handling.mode=string); text that is
+                                                      not a decimal number (precise mode without a schema sends
+                                                      base64 of the unscaled integer, its scale is only in the
+                                                      schema) reads NULL
+        interval               bigint                 microseconds (the lake's Parquet cannot hold intervals)
+        anything else                                 cast -#}
+    {%- set target = data_type | lower | trim -%}
+    {%- set staged = (staging_type or '') | upper | trim -%}
+    {%- set unit = (epoch_unit or 'us') | lower -%}
+    {%- set from_integer = staged in ['TINYINT', 'SMALLINT', 'INTEGER', 'BIGINT', 'HUGEINT'] -%}
+    {%- set micros = {'ms': '(' ~ expression ~ ') * 1000', 'us': expression,
+                      'ns': '(' ~ expression ~ ') // 1000'}.get(unit, expression) -%}
+    {%- if staged == 'INTERVAL' and target == 'bigint' -%}
         epoch_us({{ expression }})
+    {%- elif from_integer and target == 'date' -%}
+        cast(date '1970-01-01' + cast({{ expression }} as integer) as date)
+    {%- elif from_integer and target in ['timestamp', 'datetime', 'timestamp without time zone'] -%}
+        make_timestamp({{ micros }})
+    {%- elif from_integer and target in ['time', 'time without time zone'] -%}
+        cast(time '00:00:00' + to_microseconds({{ micros }}) as time)
+    {%- elif staged == 'VARCHAR' and target in ['blob', 'bytea', 'varbinary', 'binary'] -%}
+        from_base64({{ expression }})
+    {%- elif staged == 'VARCHAR' and target in ['timetz', 'time with time zone'] -%}
+        cast(regexp_replace({{ expression }}, 'Z$', '+00') as {{ data_type }})
+    {%- elif staged == 'VARCHAR' and (target.startswith('decimal') or target.startswith('numeric')) -%}
+        case
+            when regexp_full_match({{ expression }}, '[-+]?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?')
+                then cast({{ expression }} as {{ data_type }})
+        end
     {%- else -%}
         cast({{ expression }} as {{ data_type }})
     {%- endif -%}

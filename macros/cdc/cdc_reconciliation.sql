@@ -17,6 +17,7 @@
         {%- do types.update({column.name: column.data_type}) -%}
     {%- endfor -%}
     {%- set values = columns | rejectattr('name', 'in', key) | list -%}
+    {%- set epoch_units = cdc_model_epoch_units(current) -%}
     {%- set staged = cdc_relation_columns(staging) -%}
     {%- set newest_first = '_cdc_lsn desc nulls first, _kafka_partition desc, _kafka_offset desc' -%}
     {%- if not cdc_relation_exists(staging) %}
@@ -106,7 +107,8 @@ expected as (
         {{ cdc_cast(
             'sent_' ~ loop.index ~ '.' ~ adapter.quote(column.name),
             column.data_type,
-            staged.get(column.name | lower)
+            staged.get(column.name | lower),
+            epoch_units.get(column.name),
         ) }} as {{ adapter.quote(column.name) }}{{ ',' if not loop.last }}
         {%- endfor %}
     from surviving
@@ -159,4 +161,19 @@ select
     'not expected in {{ label }}' as problem,
     *
 from unexpected
+{%- endmacro %}
+
+
+{% macro cdc_model_epoch_units(relation) -%}
+    {#- {column: meta.epoch_unit} of the model built into `relation`, from its YAML (see cdc_cast). -#}
+    {%- set units = {} -%}
+    {%- if execute -%}
+        {%- for node in graph.nodes.values() if node.resource_type == 'model'
+            and (node.alias or node.name) == relation.identifier -%}
+            {%- for column in node.columns.values() -%}
+                {%- do units.update({column.name: (column.meta or {}).get('epoch_unit')}) -%}
+            {%- endfor -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{ return(units) }}
 {%- endmacro %}

@@ -59,12 +59,13 @@ customers_in_scope as (
 
 latest_customers as (
 
-    select *
+    select customer_versions.*
     from customer_versions
-    where _is_current
-    {%- if is_incremental() %}
-        and id in (select customers_in_scope.customer_id from customers_in_scope)
-    {%- endif %}
+    {% if is_incremental() -%}
+    inner join customers_in_scope
+        on customer_versions.id = customers_in_scope.customer_id
+    {% endif -%}
+    where customer_versions._is_current
 
 ),
 

@@ -1,0 +1,398 @@
+"""`ingest scaffold`: dbt model files for staging tables that have none yet.
+
+For each staging table the ingester knows (`staging._cdc_tables`) this writes, into the dbt project:
+
+    models/staging/<s>__<t>.yml                 source definition (topic, loaded_at_field, freshness)
+    models/curated/<s>/<s>__<t>__history.sql    cdc_history (every version)
+    models/curated/<s>/<s>__<t>.sql             cdc_current (one row per live key; not for keyless tables)
+    models/curated/<s>/<s>__<t>.yml             both contracts, descriptions and key tests
+    tests/reconciliation/reconcile_<s>__<t>.sql current state = latest per key from staging
+
+It never overwrites: a table whose history model exists anywhere under models/ is skipped, a source already
+declared in some YAML file is not declared again, and an existing file is left alone. Rendering is pure
+(`plan_table`); `write_plan` does the I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+# The contract type of a staging type where the two differ (DuckDB's long names, types the lake cannot keep).
+_TYPE_ALIASES = {
+    "timestamp with time zone": "timestamptz",
+    "time with time zone": "timetz",
+    "interval": "bigint",  # Parquet INTERVAL is lossy: microseconds (see docs/dbt.md)
+}
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+# Bookkeeping columns of the two models: (name, type, doc block, not null, accepted values).
+_CURRENT_BOOKKEEPING = [
+    ("_cdc_source_ts", "timestamptz", "cdc_source_ts", True, None),
+    ("_cdc_lsn", "bigint", "cdc_lsn", False, None),
+    ("_cdc_updated_at", "timestamptz", "cdc_updated_at", True, None),
+    ("_cdc_op", "varchar", "cdc_op", True, ["r", "c", "u"]),
+    ("_cdc_kafka_partition", "integer", "cdc_kafka_partition", True, None),
+    ("_cdc_kafka_offset", "bigint", "cdc_kafka_offset", True, None),
+    ("_cdc_batch_id", "bigint", "cdc_batch_id", True, None),
+]
+_HISTORY_BOOKKEEPING = [
+    ("_valid_from", "timestamptz", "cdc_valid_from", True, None),
+    ("_valid_to", "timestamptz", "cdc_valid_to", False, None),
+    ("_is_current", "boolean", "cdc_is_current", True, None),
+    ("_is_deleted", "boolean", "cdc_is_deleted", True, None),
+    ("_cdc_op", "varchar", "cdc_op", True, ["r", "c", "u", "d", "t"]),
+    ("_cdc_source_ts", "timestamptz", "cdc_source_ts", True, None),
+    ("_cdc_lsn", "bigint", "cdc_lsn", False, None),
+    ("_cdc_tx_id", "varchar", "cdc_tx_id", False, None),
+    ("_cdc_kafka_partition", "integer", "cdc_kafka_partition", True, None),
+    ("_cdc_kafka_offset", "bigint", "cdc_kafka_offset", True, None),
+    ("_cdc_batch_id", "bigint", "cdc_batch_id", True, None),
+    ("_cdc_updated_at", "timestamptz", "cdc_updated_at", True, None),
+]
+_STAGING_METADATA = [
+    ("_cdc_op", "Operation: r snapshot read, c create, u update, d delete, t truncate."),
+    ("_cdc_deleted", "True for a delete (_cdc_op = 'd')."),
+    ("_cdc_source_ts", "Commit time in the source."),
+    ("_cdc_lsn", "Position in the source log; null where the source has none."),
+    ("_cdc_tx_id", "Source transaction id."),
+    ("_cdc_snapshot", "The event comes from a snapshot."),
+    ("_cdc_unavailable_columns", "Columns Debezium did not send (unchanged TOAST values); NULL in this row."),
+    ("_kafka_topic", "Kafka topic of the event."),
+    ("_kafka_partition", "Kafka partition of the event."),
+    ("_kafka_offset", "Kafka offset of the event; (topic, partition, offset) is unique."),
+    ("_kafka_timestamp", "Timestamp of the Kafka record."),
+    ("_batch_id", "Ingester micro-batch that landed the row; batches commit in increasing order."),
+    ("_ingested_at", "When the batch was committed to the lake."),
+]
+
+
+@dataclass(frozen=True)
+class StagingTable:
+    """One row of `staging._cdc_tables`."""
+
+    table_name: str  # <schema>__<table>
+    topic: str
+    source_schema: str
+    source_table: str
+    primary_key: tuple[str, ...]
+    columns: tuple[dict[str, Any], ...]  # {name, type, source_type, optional}
+    schema_mode: str  # connect | inferred
+
+    @classmethod
+    def from_row(cls, row: tuple) -> StagingTable:
+        name, topic, schema, table, key, columns, mode = row
+        parsed = orjson.loads(columns) if isinstance(columns, str | bytes) else columns
+        # the staging name is <schema>__<table> of the topic; the event's source block may lack them
+        topic_schema, _, topic_table = name.partition("__")
+        return cls(
+            name,
+            topic,
+            schema or topic_schema,
+            table or topic_table or name,
+            tuple(key or ()),
+            tuple(parsed or ()),
+            mode or "connect",
+        )
+
+    @property
+    def source_name(self) -> str:
+        return f"{self.source_schema}.{self.source_table}"
+
+
+@dataclass
+class PlannedFile:
+    path: Path  # relative to the dbt project
+    content: str
+
+
+@dataclass
+class TablePlan:
+    table: StagingTable
+    files: list[PlannedFile] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+
+
+def contract_type(staging_type: str) -> str:
+    lowered = staging_type.strip().lower()
+    return _TYPE_ALIASES.get(lowered, lowered)
+
+
+def _column_description(table: StagingTable, column: dict[str, Any]) -> str:
+    source_type = column.get("source_type") or column.get("type")
+    role = " (primary key)" if column["name"] in table.primary_key else ""
+    return f"Source column {table.source_name}.{column['name']}{role}; Debezium type {source_type}."
+
+
+def _bookkeeping_entries(spec: list[tuple]) -> list[dict[str, Any]]:
+    entries = []
+    for name, data_type, doc, not_null, accepted in spec:
+        entry: dict[str, Any] = {
+            "name": name,
+            "description": "{{ doc('" + doc + "') }}",
+            "data_type": data_type,
+        }
+        if not_null:
+            entry["constraints"] = [{"type": "not_null"}]
+        if accepted:
+            entry["data_tests"] = [{"accepted_values": {"arguments": {"values": accepted}}}]
+        entries.append(entry)
+    return entries
+
+
+def _source_entries(table: StagingTable, *, current: bool) -> list[dict[str, Any]]:
+    entries = []
+    for column in table.columns:
+        entry: dict[str, Any] = {
+            "name": column["name"],
+            "description": _column_description(table, column),
+            "data_type": contract_type(column["type"]),
+        }
+        if column["name"] in table.primary_key:
+            entry["constraints"] = [{"type": "not_null"}]
+            if current and len(table.primary_key) == 1:
+                entry["data_tests"] = ["unique"]
+        entries.append(entry)
+    return entries
+
+
+class _IndentedDumper(yaml.SafeDumper):
+    """Lists indented under their key, as in the hand-written YAML of this project."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
+def _dump(document: dict[str, Any]) -> str:
+    return yaml.dump(document, Dumper=_IndentedDumper, sort_keys=False, width=120, allow_unicode=True)
+
+
+def render_models_yaml(table: StagingTable) -> str:
+    """Both models' contracts: source columns with types and descriptions, then the bookkeeping columns."""
+    key = list(table.primary_key)
+    history_key = key or ["_cdc_row_hash"]
+    history_columns = _source_entries(table, current=False)
+    if not key:
+        history_columns.append(
+            {
+                "name": "_cdc_row_hash",
+                "description": "{{ doc('cdc_row_hash') }}",
+                "data_type": "varchar",
+                "constraints": [{"type": "not_null"}],
+            }
+        )
+    models = []
+    if key:
+        current: dict[str, Any] = {
+            "name": table.table_name,
+            "description": f"Current state of {table.source_name}: one row per live primary key "
+            f"({', '.join(key)}), the source columns as of its latest change.",
+            "config": {"contract": {"enforced": True}},
+        }
+        if len(key) > 1:
+            current["data_tests"] = [{"cdc_unique_combination": {"arguments": {"columns": key}}}]
+        current["columns"] = _source_entries(table, current=True) + _bookkeeping_entries(_CURRENT_BOOKKEEPING)
+        models.append(current)
+    history_description = (
+        f"Every version of every {table.source_name} row (SCD type 2), bounded by source commit time."
+    )
+    if not key:
+        history_description += (
+            " The table has no primary key, so a row is identified by its whole image (_cdc_row_hash) and "
+            "there is no current-state model (docs/dbt.md)."
+        )
+    models.append(
+        {
+            "name": f"{table.table_name}__history",
+            "description": history_description,
+            "config": {"contract": {"enforced": True}},
+            "data_tests": [
+                {
+                    "cdc_unique_combination": {
+                        "arguments": {"columns": [*history_key, "_cdc_kafka_partition", "_cdc_kafka_offset"]}
+                    }
+                },
+                {"cdc_history_is_consistent": {"arguments": {"key": history_key}}},
+            ],
+            "columns": history_columns + _bookkeeping_entries(_HISTORY_BOOKKEEPING),
+        }
+    )
+    return _dump({"version": 2, "models": models})
+
+
+def render_source_yaml(table: StagingTable) -> str:
+    """The staging table as a dbt source: its Kafka topic (lineage in dbt docs), freshness on _ingested_at."""
+    key = ", ".join(table.primary_key) if table.primary_key else "no primary key"
+    columns = [
+        {
+            "name": c["name"],
+            "description": f"Source column {table.source_name}.{c['name']} (after image; before image "
+            "for a delete).",
+        }
+        for c in table.columns
+    ]
+    columns += [{"name": name, "description": description} for name, description in _STAGING_METADATA]
+    source = {
+        "name": "staging",
+        "database": "lake",
+        "schema": "staging",
+        "tables": [
+            {
+                "name": table.table_name,
+                "description": f"Change events of {table.source_name}, landed from Kafka topic "
+                f"`{table.topic}` ({key}).",
+                "meta": {
+                    "kafka_topic": table.topic,
+                    "source_table": table.source_name,
+                    "primary_key": list(table.primary_key),
+                },
+                "config": {
+                    "loaded_at_field": "_ingested_at",
+                    "freshness": {
+                        "warn_after": {"count": 1, "period": "hour"},
+                        "error_after": {"count": 24, "period": "hour"},
+                    },
+                },
+                "columns": columns,
+            }
+        ],
+    }
+    return _dump({"version": 2, "sources": [source]})
+
+
+def _sql_list(names: Iterable[str]) -> str:
+    return "[" + ", ".join(f"'{n}'" for n in names) + "]"
+
+
+def render_history_sql(table: StagingTable) -> str:
+    key = list(table.primary_key)
+    unique = _sql_list([*(key or ["_cdc_row_hash"]), "_cdc_kafka_partition", "_cdc_kafka_offset"])
+    key_argument = "none" if not key else (f"'{key[0]}'" if len(key) == 1 else _sql_list(key))
+    return (
+        f"{{{{ config(unique_key={unique}, incremental_strategy='merge') }}}}\n\n"
+        f"{{{{ cdc_history(source('staging', '{table.table_name}'), key={key_argument}) }}}}\n"
+    )
+
+
+def render_current_sql(table: StagingTable) -> str:
+    key = list(table.primary_key)
+    unique = f"'{key[0]}'" if len(key) == 1 else _sql_list(key)
+    return (
+        f"{{{{ config(unique_key={unique}, incremental_strategy='cdc_apply') }}}}\n\n"
+        f"{{{{ cdc_current(ref('{table.table_name}__history')) }}}}\n"
+    )
+
+
+def render_reconciliation_sql(table: StagingTable) -> str:
+    key = list(table.primary_key)
+    key_argument = f"'{key[0]}'" if len(key) == 1 else _sql_list(key)
+    return (
+        f"-- current state of {table.source_name} = latest version per key, recomputed in full from staging\n"
+        "{{\n"
+        "    cdc_reconciliation(\n"
+        f"        ref('{table.table_name}'),\n"
+        f"        source('staging', '{table.table_name}'),\n"
+        f"        key={key_argument},\n"
+        "    )\n"
+        "}}\n"
+    )
+
+
+def plan_table(table: StagingTable, *, declare_source: bool) -> TablePlan:
+    """Every file of one table, rendered; nothing is read or written here."""
+    plan = TablePlan(table)
+    name = table.table_name
+    folder = Path("models") / "curated" / table.source_schema
+    if declare_source:
+        plan.files.append(PlannedFile(Path("models") / "staging" / f"{name}.yml", render_source_yaml(table)))
+    plan.files.append(PlannedFile(folder / f"{name}__history.sql", render_history_sql(table)))
+    if table.primary_key:
+        plan.files.append(PlannedFile(folder / f"{name}.sql", render_current_sql(table)))
+        plan.files.append(
+            PlannedFile(
+                Path("tests") / "reconciliation" / f"reconcile_{name}.sql", render_reconciliation_sql(table)
+            )
+        )
+    else:
+        plan.notes.append(
+            f"{table.source_name} has no primary key: history model only (rows identified by a hash of the "
+            "whole row image, no current-state model, no reconciliation test); see docs/dbt.md"
+        )
+    plan.files.append(PlannedFile(folder / f"{name}.yml", render_models_yaml(table)))
+    if table.schema_mode == "inferred":
+        plan.notes.append(
+            f"{table.source_name} landed without Kafka Connect schemas: its column types were inferred from "
+            "values (dates arrive as epoch days, timestamps as epoch microseconds, precise decimals as "
+            "base64). Review each data_type in the YAML (e.g. bigint -> date, varchar -> decimal(p,s); "
+            "meta: {epoch_unit: ms} for timestamp(0..3)); the curated macros convert to the declared type"
+        )
+    unusual = [c["name"] for c in table.columns if not _IDENTIFIER.match(c["name"])]
+    if unusual:
+        plan.notes.append(f"column names that need quoting in hand-written SQL: {', '.join(unusual)}")
+    return plan
+
+
+# ------------------------------------------------------------------------------------------------------ I/O
+
+
+def declared_sources(project_dir: Path) -> set[str]:
+    """Names of the tables of source `staging` declared in any YAML file under models/."""
+    names: set[str] = set()
+    for path in sorted((project_dir / "models").rglob("*.yml")):
+        document = yaml.safe_load(path.read_text()) or {}
+        for source in document.get("sources") or []:
+            if source.get("name") == "staging":
+                names.update(t["name"] for t in source.get("tables") or [])
+    return names
+
+
+def has_models(project_dir: Path, table_name: str) -> bool:
+    return any((project_dir / "models").rglob(f"{table_name}__history.sql")) or any(
+        (project_dir / "models").rglob(f"{table_name}.sql")
+    )
+
+
+def read_staging_tables(con: Any, only: str | None = None) -> list[StagingTable]:
+    """The staging tables the ingester knows (`staging._cdc_tables`); `only`: one, SCHEMA.TABLE."""
+    rows = con.execute(
+        "select table_name, topic, source_schema, source_table, primary_key, columns, schema_mode "
+        "from lake.staging._cdc_tables order by table_name"
+    ).fetchall()
+    tables = [StagingTable.from_row(row) for row in rows]
+    if only is not None:
+        tables = [t for t in tables if t.source_name == only or t.table_name == only]
+    return tables
+
+
+def plan_project(project_dir: Path, tables: Iterable[StagingTable]) -> tuple[list[TablePlan], list[str]]:
+    """Plans for the tables without models, and the names of those skipped because they have some."""
+    sources = declared_sources(project_dir)
+    plans, skipped = [], []
+    for table in tables:
+        if has_models(project_dir, table.table_name):
+            skipped.append(table.table_name)
+            continue
+        plans.append(plan_table(table, declare_source=table.table_name not in sources))
+    return plans, skipped
+
+
+def write_plan(project_dir: Path, plan: TablePlan) -> list[Path]:
+    """Write the plan's files that do not exist yet; return those written."""
+    written = []
+    for planned in plan.files:
+        target = project_dir / planned.path
+        if target.exists():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(planned.content)
+        written.append(planned.path)
+    return written
