@@ -56,6 +56,10 @@ _HISTORY_BOOKKEEPING = [
     ("_cdc_batch_id", "bigint", "cdc_batch_id", True, None),
     ("_cdc_updated_at", "timestamptz", "cdc_updated_at", True, None),
 ]
+# What tells apart the versions of one key in a history model (its MERGE key after the key): the Kafka
+# position alone repeats when the broker or topic is replaced, the batch id does not.
+VERSION_POSITION = ("_cdc_batch_id", "_cdc_kafka_partition", "_cdc_kafka_offset")
+
 _STAGING_METADATA = [
     ("_cdc_op", "Operation: r snapshot read, c create, u update, d delete, t truncate."),
     ("_cdc_deleted", "True for a delete (_cdc_op = 'd')."),
@@ -216,11 +220,7 @@ def render_models_yaml(table: StagingTable) -> str:
             "description": history_description,
             "config": {"contract": {"enforced": True}},
             "data_tests": [
-                {
-                    "cdc_unique_combination": {
-                        "arguments": {"columns": [*history_key, "_cdc_kafka_partition", "_cdc_kafka_offset"]}
-                    }
-                },
+                {"cdc_unique_combination": {"arguments": {"columns": [*history_key, *VERSION_POSITION]}}},
                 {"cdc_history_is_consistent": {"arguments": {"key": history_key}}},
             ],
             "columns": history_columns + _bookkeeping_entries(_HISTORY_BOOKKEEPING),
@@ -275,7 +275,7 @@ def _sql_list(names: Iterable[str]) -> str:
 
 def render_history_sql(table: StagingTable) -> str:
     key = list(table.primary_key)
-    unique = _sql_list([*(key or ["_cdc_row_hash"]), "_cdc_kafka_partition", "_cdc_kafka_offset"])
+    unique = _sql_list([*(key or ["_cdc_row_hash"]), *VERSION_POSITION])
     key_argument = "none" if not key else (f"'{key[0]}'" if len(key) == 1 else _sql_list(key))
     return (
         f"{{{{ config(unique_key={unique}, incremental_strategy='merge') }}}}\n\n"

@@ -67,6 +67,6 @@ def test_a_second_build_waits_for_the_first(lake, tmp_path):
     ]
     # no version was written twice by the two builds
     assert lake.query(
-        "select count(*) from (select id, _cdc_kafka_partition, _cdc_kafka_offset, count(*) "
+        "select count(*) from (select id, _cdc_batch_id, _cdc_kafka_partition, _cdc_kafka_offset, count(*) "
         "from lake.curated.inventory__customers__history group by all having count(*) > 1)"
     ) == [(0,)]

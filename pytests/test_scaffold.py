@@ -104,7 +104,10 @@ def test_a_keyless_table_gets_history_only_and_a_note():
         "models/curated/shop/shop__events__history.sql",
     ]
     assert "key=none" in render_history_sql(KEYLESS)
-    assert "'_cdc_row_hash', '_cdc_kafka_partition', '_cdc_kafka_offset'" in render_history_sql(KEYLESS)
+    assert (
+        "'_cdc_row_hash', '_cdc_batch_id', '_cdc_kafka_partition', '_cdc_kafka_offset'"
+        in render_history_sql(KEYLESS)
+    )
     (history,) = yaml.safe_load(files(plan)["models/curated/shop/shop__events.yml"])["models"]
     assert "_cdc_row_hash" in [c["name"] for c in history["columns"]]
     assert any("no primary key" in note for note in plan.notes)
