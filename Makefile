@@ -35,6 +35,10 @@ lint: install
 unit: install
 	$(BIN)/pytest -q -m "not integration"
 
+## Long reliability runs (50 kills under the generator, 10 minutes of concurrency): docs/reliability.md.
+soak: install
+	$(BIN)/pytest -q -s -m soak -p no:cacheprovider -o addopts=""
+
 bench: install
 	$(BIN)/python bench/ingest_throughput.py
 
