@@ -131,6 +131,19 @@ def lake(state_dir: Path, catalog: EmbeddedCatalog, broker: EmbeddedBroker, tmp_
     return Lake(settings, env, prefix)
 
 
+def dbt(lake, tmp_path: Path, *args: str, project_dir: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """Run the real `dbt` of this venv against `lake`, with target and log paths under `tmp_path`."""
+    command = [
+        str(Path(sys.executable).parent / "dbt"),
+        *args,
+        "--target-path",
+        str(tmp_path / "target"),
+        "--log-path",
+        str(tmp_path / "logs"),
+    ]
+    return subprocess.run(command, env=lake.env, cwd=project_dir, capture_output=True, text=True, timeout=900)
+
+
 def produce_items(lake, topic: str, start: int, count: int) -> None:
     producer = Producer({"bootstrap.servers": lake.settings.kafka.bootstrap_servers, "linger.ms": 5})
     for i in range(start, start + count):
@@ -207,6 +220,13 @@ def kill_ingester_repeatedly(
         time.sleep(rng.uniform(*alive_s))
         process.send_signal(signal.SIGKILL)
         process.wait()
+
+
+def wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
 
 
 def start_generator(lake, events: int, rate: float, *args: str, log_file=None) -> subprocess.Popen:

@@ -8,19 +8,12 @@ import time
 
 import pytest
 
-from conftest import assert_staging_exactly_once, read_topics, start_generator, start_ingest
+from conftest import assert_staging_exactly_once, read_topics, start_generator, start_ingest, wait_for
 from ingest.catalog import EmbeddedCatalog
 
 pytestmark = pytest.mark.integration
 
 OUTAGE_S = 20  # longer than the old bounded retry budget (~13 s): the wait must be open-ended
-
-
-def wait_for(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 def landed(log: str) -> int:
