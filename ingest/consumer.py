@@ -225,8 +225,17 @@ class Ingester:
         if vanished:
             raise IngestError(
                 f"topics vanished from the broker while assigned: {sorted({t for t, _ in vanished})}. "
-                "If the broker lost its data, nothing was skipped: re-produce the topics and rebuild staging "
-                "from them, or start from a fresh lake."
+                + self._lost_topics_advice()
+            )
+        # Landed positions of matching topics the broker does not have: it lost them (the dev broker keeps
+        # topics in memory) or they were deleted. Consuming on would silently forget what was landed.
+        missing = sorted(
+            {t for t, _ in self.positions if self.topic_pattern.search(t) and t not in metadata.topics}
+        )
+        if missing:
+            raise IngestError(
+                f"topics {missing} have data landed in the lake but do not exist on the broker "
+                f"{self.settings.kafka.bootstrap_servers}. " + self._lost_topics_advice()
             )
         if new:
             self._consumer.incremental_assign(new)
@@ -236,6 +245,15 @@ class Ingester:
                 len(new),
                 ", ".join(f"{t.topic}[{t.partition}]@{t.offset}" for t in new[:10]),
             )
+
+    @staticmethod
+    def _lost_topics_advice() -> str:
+        return (
+            "The broker lost or deleted them (the development broker keeps topics in memory: a restart wipes "
+            "them). Nothing was skipped or re-read. Either re-produce the topics from the source (a new "
+            "snapshot) and rebuild staging from them in a fresh lake, or, if they are gone for good, leave "
+            "them out with --topics (a regular expression that does not match them)."
+        )
 
     def _check_log_ends(self) -> None:
         """A stored position past the log's end means the broker lost data that was already landed.
