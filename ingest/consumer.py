@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from ingest.batch import Batch
 from ingest.config import IngestSettings
@@ -104,7 +104,10 @@ class Ingester:
         stop = stop or threading.Event()
         self.positions, last_batch_id = self.sink.open()
         self._next_batch_id = last_batch_id + 1
-        self._consumer = Consumer(consumer_config(self.settings), logger=log)
+        try:
+            self._consumer = Consumer(consumer_config(self.settings), logger=log)
+        except KafkaException as error:
+            raise IngestError(f"the Kafka client refused its configuration: {error.args[0].str()}") from None
         try:
             self._refresh_assignment()
             if not self.assigned:

@@ -11,9 +11,13 @@ from datetime import UTC, datetime
 _SECRET_IN_TEXT = re.compile(r"(password|secret|token)(\s*[=:]\s*)(\S+)", re.I)
 
 
+# user:password@ in a URL (postgresql://, sasl/oauth endpoints, object stores)
+_SECRET_IN_URL = re.compile(r"(\w[\w+.-]*://[^:/@\s\"']+:)([^@\s\"']+)(@)")
+
+
 def scrub(text: str) -> str:
-    """Hide `password=...`-style secrets that a library may put into an error message."""
-    return _SECRET_IN_TEXT.sub(r"\1\2***", text)
+    """Hide `password=...`-style secrets and URL passwords that a library may put into an error message."""
+    return _SECRET_IN_URL.sub(r"\1***\3", _SECRET_IN_TEXT.sub(r"\1\2***", text))
 
 
 class _TextFormatter(logging.Formatter):

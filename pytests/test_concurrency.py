@@ -34,7 +34,7 @@ ANALYST_QUERIES = [
     "select count(*) from lake.staging.inventory__orders",
     "select _kafka_partition, max(_kafka_offset) from lake.staging.inventory__orders group by all",
     "select count(*), sum(quantity) from lake.curated.inventory__products_on_hand",
-    "select status, count(*) from lake.curated.inventory__orders group by all",
+    "select status, count(*) from lake.serving.orders group by all",
     "select * from lake.serving.daily_sales order by 1 desc limit 5",
     "select count(*) from lake.curated.inventory__customers__history where _is_current",
     "select topic, max(next_offset) from lake.staging._cdc_offsets group by all",
