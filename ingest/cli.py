@@ -19,7 +19,7 @@ from ingest.broker import EmbeddedBroker, parse_bootstrap
 from ingest.catalog import EmbeddedCatalog
 from ingest.config import ConfigError, IngestSettings, load_settings
 from ingest.consumer import Ingester, IngestError
-from ingest.logs import configure_logging
+from ingest.logs import configure_logging, scrub
 from ingest.sink import LakeSink, LandingError
 
 app = typer.Typer(
@@ -46,7 +46,8 @@ def _settings(target: str | None, **overrides: Any) -> IngestSettings:
 
 
 def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    # errors from libraries can carry connection strings with passwords
+    typer.secho(f"error: {scrub(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
@@ -70,10 +71,29 @@ def run(
         bool, typer.Option(help="re-read every partition from offset 0 (records already landed are dropped)")
     ] = False,
     log_format: LogFormat = "text",
+    metrics_port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="serve Prometheus /metrics here (0: any free port)")
+    ] = None,
+    dbt_build_every: Annotated[
+        str | None, typer.Option(help="continuous mode: run an incremental `dbt build` this often (30s, 5m)")
+    ] = None,
+    select: Annotated[str | None, typer.Option(help="dbt --select for the continuous builds")] = None,
+    maintain_every: Annotated[
+        str | None, typer.Option(help="run `ingest maintain` from the ingester this often, e.g. 1h")
+    ] = None,
+    maintain_older_than: Annotated[str, typer.Option(help="--older-than of scheduled maintenance")] = "1h",
 ) -> None:
     """Consume, micro-batch and land into the lake's staging schema, until SIGINT/SIGTERM."""
-    configure_logging(log_format)
-    overrides: dict[str, Any] = {"topics": topics}
+    try:
+        configure_logging(log_format)
+    except ValueError as error:
+        _fail(str(error))
+    overrides: dict[str, Any] = {
+        "topics": topics,
+        "metrics_port": metrics_port,
+        "dbt_build_every": dbt_build_every,
+        "dbt_select": select,
+    }
     if bootstrap_servers:
         overrides["kafka"] = {"client": {"bootstrap.servers": bootstrap_servers}}
     settings = _settings(target, **overrides)
@@ -87,15 +107,45 @@ def run(
     signal.signal(signal.SIGTERM, request_stop)
     ensure_broker(settings)
     from ingest.lake import connect
+    from ingest.services import RunServices
 
-    sink = LakeSink(lambda: connect(settings), settings.lake.commit_retries)
+    maintenance: threading.Thread | None = None
+    if maintain_every:
+        from ingest.maintain import parse_duration, run_periodically
+
+        try:
+            every, older_than = parse_duration(maintain_every), parse_duration(maintain_older_than)
+        except ValueError as error:
+            _fail(str(error))
+        maintenance = run_periodically(lambda: connect(settings), every, older_than, stop)
     try:
-        stats = Ingester(settings, sink, from_beginning=from_beginning).run(until_caught_up, stop)
+        services = RunServices(settings)
+    except ValueError as error:
+        _fail(str(error))
+    sink = LakeSink(lambda: connect(settings), settings.lake.commit_retries)
+    outcome = "stopped"
+    try:
+        services.start()
+        stats = Ingester(
+            settings,
+            sink,
+            from_beginning=from_beginning,
+            metrics=services.metrics,
+            on_batch=services.on_batch,
+        ).run(until_caught_up, stop)
     except (IngestError, LandingError) as error:
         log.error("%s", error)
+        outcome = f"error: {error}"
         raise typer.Exit(2) from None
+    except BaseException as error:
+        outcome = f"error: {type(error).__name__}: {error}"
+        raise
     finally:
         sink.close()
+        services.stop(outcome)
+        if maintenance is not None:  # let a maintenance run in progress finish before the process exits
+            stop.set()
+            maintenance.join()
     log.info(
         "stopped: %d batches, %d records, %d rows landed, %d dead letters, %d already landed",
         stats.batches,
@@ -104,6 +154,39 @@ def run(
         stats.dead_letters,
         stats.already_landed,
     )
+
+
+# -------------------------------------------------------------------------------------------- status
+@app.command()
+def status(
+    target: TargetOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document instead of the screen")] = False,
+    broker: Annotated[bool, typer.Option("--broker/--no-broker", help="ask the broker for the lag")] = True,
+) -> None:
+    """Lag, last batch, freshness, dead letters, quarantine, last dbt build: whether or not ingest runs."""
+    configure_logging("text", level=logging.WARNING)
+    settings = _settings(target)
+    from duckdb import Error as DuckDBError
+
+    from ingest import status as st
+    from ingest.lake import connect
+
+    try:
+        con = connect(settings)
+    except DuckDBError as error:
+        _fail(f"cannot open the lake: {error}")
+    try:
+        report = st.collect_status(settings, con, probe_broker=broker)
+    except DuckDBError as error:
+        _fail(f"cannot read the lake: {error}")
+    finally:
+        con.close()
+    if as_json:
+        sys.stdout.write(json.dumps(st.jsonable(report), ensure_ascii=False, indent=2) + "\n")
+        return
+    from rich.console import Console
+
+    st.render(report, Console(width=max(120, Console().width)))
 
 
 # ----------------------------------------------------------------------------------------------- sql
@@ -136,7 +219,10 @@ def sql(
 
     from ingest.lake import connect
 
-    con = connect(settings)
+    try:
+        con = connect(settings)
+    except DuckDBError as error:
+        _fail(f"cannot open the lake: {error}")
     try:
         cursor = con.execute(query)
         if cursor.description is None:
@@ -319,6 +405,70 @@ def generate(
     )
     if report.failed:
         _fail(f"{report.failed} records were not delivered: {report.first_error}")
+
+
+# ------------------------------------------------------------------------------------------ maintain
+@app.command()
+def maintain(
+    target: TargetOption = None,
+    older_than: Annotated[
+        str, typer.Option(help="expire snapshots older than this (30s, 15m, 1h, 7d); their files are deleted")
+    ] = "1h",
+    log_format: LogFormat = "text",
+) -> None:
+    """Prune offsets, merge small files, expire old snapshots, delete unreferenced files (safe live)."""
+    from duckdb import Error as DuckDBError
+
+    from ingest.lake import connect
+    from ingest.maintain import format_report, parse_duration
+    from ingest.maintain import maintain as run_maintenance
+
+    configure_logging(log_format)
+    settings = _settings(target)
+    try:
+        age = parse_duration(older_than)
+    except ValueError as error:
+        _fail(str(error))
+    try:
+        report = run_maintenance(lambda: connect(settings), age)
+    except DuckDBError as error:
+        _fail(f"cannot reach the lake: {error}", 2)
+    typer.echo(format_report(report))
+    if report.failed:
+        _fail(f"steps left for the next run: {', '.join(report.failed)}", 3)
+
+
+# -------------------------------------------------------------------------------------------- replay
+@app.command()
+def replay(
+    from_: Annotated[
+        str,
+        typer.Option("--from", help="earliest, or an ISO-8601 time / epoch ms: keep records stamped since"),
+    ] = "earliest",
+    topics: Annotated[
+        str | None, typer.Option(help="regular expression of topics to replay (default: all)")
+    ] = None,
+    target: TargetOption = None,
+    log_format: LogFormat = "text",
+) -> None:
+    """Rebuild staging from Kafka into fresh tables, then switch atomically (ingesters may keep running)."""
+    from ingest.lake import connect
+    from ingest.replay import Replay, ReplayError, parse_from
+
+    configure_logging(log_format)
+    settings = _settings(target)
+    ensure_broker(settings)
+    try:
+        result = Replay(settings, lambda: connect(settings), topics, parse_from(from_)).run()
+    except (ReplayError, IngestError, LandingError) as error:
+        _fail(str(error), 2)
+    typer.echo(
+        f"replay {result.replay_id}: {result.records} records read, {result.rows} rows landed, "
+        f"{result.dead_letters} dead letters, {result.skipped_older} older than --from skipped; "
+        f"switched {len(result.switched)} tables ({', '.join(result.switched)})"
+        + (f", dropped {', '.join(result.dropped)}" if result.dropped else "")
+        + f" in {result.seconds:.1f} s ({result.switch_attempts} switch attempts)"
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry point

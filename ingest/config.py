@@ -69,7 +69,15 @@ class IngestSettings(BaseModel):
     group_id: str = Field("cdc-ingest", description="consumer group, used only to report lag to the broker")
     skip_heartbeats: bool = True
     skip_schema_changes: bool = True
-    metrics_port: int | None = None
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="serve Prometheus metrics on this port (0: any free port; unset: off)",
+    )
+    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint listens on")
+    dbt_build_every: str | None = Field(None, description="continuous mode: run `dbt build` this often (30s)")
+    dbt_select: str | None = Field(None, description="continuous mode: dbt --select for those builds")
     log_format: str = "text"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)

@@ -21,7 +21,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from ingest.batch import Batch
 from ingest.config import IngestSettings
 from ingest.decode import DeadLetter, Decoder, RawRecord
-from ingest.offsets import Positions
+from ingest.logs import event_fields, event_ref, offset_runs
+from ingest.metrics import IngestMetrics
+from ingest.offsets import Positions, StagingReplaced
 from ingest.sink import LakeSink
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class IngestError(RuntimeError):
 @dataclass
 class RunStats:
     batches: int = 0
+    resyncs: int = 0
     records: int = 0
     change_rows: int = 0
     dead_letters: int = 0
@@ -85,6 +88,7 @@ class Ingester:
         decoder: Decoder | None = None,
         on_batch: Callable[[Batch, float], None] | None = None,
         from_beginning: bool = False,
+        metrics: IngestMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.sink = sink
@@ -98,6 +102,10 @@ class Ingester:
         self.assigned: set[tuple[str, int]] = set()
         self._consumer: Consumer | None = None
         self._next_batch_id = 1
+        self.metrics = metrics
+        if metrics is not None and sink.on_retry is None:
+            sink.on_retry = lambda _error, _attempt: metrics.commit_retries.inc()
+        self._dropped: list[tuple[str, int, int]] = []  # already landed, not logged yet
 
     # ----------------------------------------------------------------------------------------- run
     def run(self, until_caught_up: bool = False, stop: threading.Event | None = None) -> RunStats:
@@ -146,38 +154,47 @@ class Ingester:
                 at_eof.discard(partition)
                 if message.offset() < self.positions.get(partition, 0):
                     self.stats.already_landed += 1
+                    self._dropped.append((*partition, message.offset()))
                     continue
                 if opened_at is None:
                     opened_at = time.monotonic()
                 decoded = self.decoder.decode(to_record(message))
                 if isinstance(decoded, DeadLetter):
                     log.warning(
-                        "dead letter %s[%d]@%d: %s",
-                        message.topic(),
-                        message.partition(),
-                        message.offset(),
+                        "dead letter %s: %s",
+                        event_ref(message.topic(), message.partition(), message.offset()),
                         decoded.error,
+                        extra=event_fields(message.topic(), message.partition(), message.offset()),
                     )
                 batch.add(decoded)
             now = time.monotonic()
             caught_up = self.assigned <= at_eof
             due = batch.size >= max_events or (opened_at is not None and now - opened_at >= max_s)
             if not batch.empty and (due or stop.is_set() or (until_caught_up and caught_up)):
-                self._land(batch)
+                if not self._land(batch):  # staging was switched: re-read from the new positions
+                    at_eof.clear()
                 batch = Batch(self._next_batch_id)
                 opened_at = None
             if stop.is_set() or (until_caught_up and caught_up and batch.empty):
+                self._log_dropped()
+                self._report_lag()
                 return
             if now >= next_log_end_check:
                 self._check_log_ends()
+                self._report_lag()
+                self._log_dropped()
                 next_log_end_check = now + LOG_END_CHECK_S
             if now >= next_refresh:
                 self._refresh_assignment()
                 next_refresh = now + METADATA_REFRESH_S
 
-    def _land(self, batch: Batch) -> None:
+    def _land(self, batch: Batch) -> bool:
         started = time.monotonic()
-        self.sink.write(batch)
+        try:
+            self.sink.write(batch)
+        except StagingReplaced as replaced:
+            self._resync(replaced)
+            return False
         elapsed = time.monotonic() - started
         self.positions.update(batch.next_offsets)
         self._next_batch_id = batch.batch_id + 1
@@ -197,8 +214,50 @@ class Ingester:
             len(batch.dead_letters),
             elapsed * 1000,
         )
+        if self.metrics is not None and self.sink.last_landing is not None:
+            landed = self.sink.last_landing
+            self.metrics.observe_batch(
+                batch.size,
+                elapsed,
+                landed.rows,
+                landed.dead_letters,
+                landed.quarantined,
+                landed.schema_changes,
+                landed.newest_source_ts,
+            )
         if self.on_batch is not None:
             self.on_batch(batch, elapsed)
+        return True
+
+    def _resync(self, replaced: StagingReplaced) -> None:
+        """Staging was switched by `ingest replay` (or is paused for it): drop the batch in hand, wait
+        out the pause, reload positions and table state from the lake and re-read from there."""
+        assert self._consumer is not None
+        log.warning("%s; waiting for the switch, then resuming from the lake's positions", replaced)
+        while True:
+            self.positions, last_batch_id = self.sink.open()
+            if self.sink.generation is None or not self.sink.generation.paused:
+                break
+            time.sleep(0.5)
+        self._next_batch_id = last_batch_id + 1
+        self._consumer.unassign()
+        self.assigned.clear()
+        self._refresh_assignment()
+        self.stats.resyncs += 1
+        generation = self.sink.generation.name if self.sink.generation else ""
+        log.info("resumed on staging generation %r", generation)
+
+    def high_watermarks(self) -> dict[tuple[str, int], int]:
+        """Per assigned partition, the log end seen in the last fetch response (not ListOffsets, which the
+        dev broker answers wrongly); partitions not fetched yet are left out."""
+        if self._consumer is None:
+            return {}
+        ends = {}
+        for topic, partition in sorted(self.assigned):
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if high >= 0:
+                ends[(topic, partition)] = high
+        return ends
 
     def _commit_to_broker(self, batch: Batch) -> None:
         """Report progress to the broker's group, for lag monitoring only (best effort)."""
@@ -273,6 +332,36 @@ class Ingester:
             if high >= 0 and stored > high:
                 raise IngestError(self._lost_data_message(topic, partition, f"the log ends at {high}"))
 
+    def _report_lag(self) -> None:
+        """Lag per partition: the high watermark of the last fetch response minus the landed position.
+
+        The fetch response's high watermark is right on every broker; ListOffsets (what
+        `get_watermark_offsets(cached=False)` asks) is wrong on the dev broker, so it is never used.
+        """
+        if self.metrics is None or self._consumer is None:
+            return
+        for topic, partition in self.assigned:
+            low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            if high < 0:
+                continue  # no fetch response yet
+            landed = self.positions.get((topic, partition), max(low, 0))
+            self.metrics.set_lag(topic, partition, max(0, high - landed))
+
+    def _log_dropped(self) -> None:
+        """One line per partition for re-read records dropped because they were landed before."""
+        if not self._dropped:
+            return
+        if self.metrics is not None:
+            self.metrics.already_landed.inc(len(self._dropped))
+        for run in offset_runs(self._dropped):
+            log.info(
+                "dropped %d already-landed records %s (landed before; positions come from the lake)",
+                run.events,
+                run.ref,
+                extra=run.fields,
+            )
+        self._dropped = []
+
     def _lost_data_message(self, topic: str, partition: int, detail: str) -> str:
         stored = self.positions.get((topic, partition))
         return (
@@ -284,9 +373,14 @@ class Ingester:
         )
 
     def _on_consumer_error(self, message: Message, error: KafkaError) -> None:
-        where = f"{message.topic()}[{message.partition()}]"
+        where = event_ref(message.topic(), message.partition(), message.offset())
         if error.code() in (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET):
             raise IngestError(self._lost_data_message(message.topic(), message.partition(), error.str()))
         if error.fatal():
             raise IngestError(f"{where}: fatal consumer error: {error.str()}")
-        log.warning("%s: consumer error: %s", where, error.str())
+        log.warning(
+            "%s: consumer error: %s",
+            where,
+            error.str(),
+            extra=event_fields(message.topic(), message.partition(), message.offset()),
+        )

@@ -6,7 +6,9 @@ the resume position of a partition is its largest `next_offset`. Broker-side gro
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
@@ -26,16 +28,14 @@ create table if not exists {OFFSETS_TABLE} (
 Positions = dict[tuple[str, int], int]
 
 
-def load_positions(con: duckdb.DuckDBPyConnection) -> Positions:
+def load_positions(con: duckdb.DuckDBPyConnection, table: str = OFFSETS_TABLE) -> Positions:
     """The next offset to read per (topic, partition), as committed with the landed rows."""
-    rows = con.execute(
-        f'select topic, "partition", max(next_offset) from {OFFSETS_TABLE} group by all'
-    ).fetchall()
+    rows = con.execute(f'select topic, "partition", max(next_offset) from {table} group by all').fetchall()
     return {(topic, partition): next_offset for topic, partition, next_offset in rows}
 
 
-def last_batch_id(con: duckdb.DuckDBPyConnection) -> int:
-    return con.execute(f"select coalesce(max(batch_id), 0) from {OFFSETS_TABLE}").fetchone()[0]
+def last_batch_id(con: duckdb.DuckDBPyConnection, table: str = OFFSETS_TABLE) -> int:
+    return con.execute(f"select coalesce(max(batch_id), 0) from {table}").fetchone()[0]
 
 
 def positions_arrow(positions: Mapping[tuple[str, int], int], batch_id: int) -> pa.Table:
@@ -48,3 +48,54 @@ def positions_arrow(positions: Mapping[tuple[str, int], int], batch_id: int) -> 
             "batch_id": pa.array([batch_id] * len(items), pa.int64()),
         }
     )
+
+
+# ------------------------------------------------------------------------------------- generation
+# The comment of `_cdc_offsets` names the generation of the staging tables: `ingest replay` switches to
+# tables of a new generation, and may first pause writers for a while ("<generation> paused-until <epoch>").
+# A writer reads it inside each batch's transaction; a different generation or a pause means its positions
+# and table state are stale, so it lands nothing, waits out the pause and reloads (`StagingReplaced`).
+PAUSED_UNTIL = " paused-until "
+
+
+class StagingReplaced(RuntimeError):
+    """Staging was switched (or is being switched) under this writer: reload positions and state."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    name: str
+    paused_until: float = 0.0
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_until > time.time()
+
+    def comment(self) -> str:
+        if not self.paused_until:
+            return self.name
+        return f"{self.name}{PAUSED_UNTIL}{self.paused_until:.3f}"
+
+    @classmethod
+    def parse(cls, comment: str | None) -> Generation:
+        name, _, until = (comment or "").partition(PAUSED_UNTIL)
+        try:
+            return cls(name, float(until) if until else 0.0)
+        except ValueError:
+            return cls(comment or "")
+
+
+def read_generation(con: duckdb.DuckDBPyConnection, table_name: str = "_cdc_offsets") -> Generation:
+    row = con.execute(
+        "select comment from duckdb_tables() where database_name = ? and schema_name = 'staging' "
+        "and table_name = ?",
+        [LAKE, table_name],
+    ).fetchone()
+    return Generation.parse(row[0] if row else None)
+
+
+def write_generation(
+    con: duckdb.DuckDBPyConnection, generation: Generation, table: str = OFFSETS_TABLE
+) -> None:
+    comment = generation.comment().replace("'", "''")
+    con.execute(f"comment on table {table} is '{comment}'")

@@ -26,6 +26,7 @@ from ingest import deadletters, offsets
 from ingest.batch import UTC_MS, UTC_US, Batch, Segment, segment_arrow, split_unbuildable_rows
 from ingest.decode import METADATA_COLUMNS, RawRecord
 from ingest.lake import LAKE, qualified, quote_ident, quote_literal
+from ingest.logs import event_fields, event_ref, offset_runs
 from ingest.typemap import is_widening
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ TABLES_TABLE = f"{LAKE}.staging._cdc_tables"
 SCHEMA_CHANGES_TABLE = f"{LAKE}.staging._cdc_schema_changes"
 TRANSACTIONS_TABLE = f"{LAKE}.staging._cdc_transactions"
 MESSAGES_TABLE = f"{LAKE}.staging._cdc_messages"
+BATCHES_TABLE = f"{LAKE}.staging._cdc_batches"
 
 METADATA_DDL = {
     "_cdc_op": "varchar not null",
@@ -93,6 +95,16 @@ BOOKKEEPING_DDL = (
     data_collections json,
     ts timestamptz,{_KAFKA_POSITION_DDL}
 )""",
+    f"""create table if not exists {BATCHES_TABLE} (
+    batch_id bigint not null,
+    records bigint not null,
+    change_rows bigint not null,
+    dead_letters bigint not null,
+    quarantined bigint not null,
+    started_at timestamptz not null,
+    landing_ms double not null,
+    committed_at timestamptz not null
+)""",
     f"""create table if not exists {MESSAGES_TABLE} (
     prefix varchar not null,
     content blob,
@@ -121,6 +133,19 @@ def catalog_unreachable(error: Exception) -> bool:
     """Whether a lake error means the catalog database is down or restarting (wait) rather than a commit
     conflict or a bad statement (retry a few times, then fail)."""
     return bool(_UNREACHABLE.search(str(error)))
+
+
+@dataclass
+class LandingReport:
+    """What one committed batch did, for metrics: counts per table/topic and the newest source times."""
+
+    batch_id: int
+    records: int
+    rows: dict[str, int] = field(default_factory=dict)
+    dead_letters: dict[str, int] = field(default_factory=dict)  # per topic
+    quarantined: dict[str, int] = field(default_factory=dict)  # per staging table
+    schema_changes: dict[tuple[str, str], int] = field(default_factory=dict)  # (table, change)
+    newest_source_ts: dict[str, float] = field(default_factory=dict)  # epoch seconds per table
 
 
 @dataclass
@@ -156,13 +181,24 @@ class _Pending:
 
 
 class LakeSink:
-    def __init__(self, connect: Callable[[], duckdb.DuckDBPyConnection], commit_retries: int = 8) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], duckdb.DuckDBPyConnection],
+        commit_retries: int = 8,
+        table_prefix: str = "",
+    ) -> None:
         self._connect = connect
+        # `ingest replay` lands beside the live tables, every name prefixed, and later renames them.
+        self.table_prefix = table_prefix
+        self.generation: offsets.Generation | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self.commit_retries = commit_retries
         self.state = LakeState()
         self.commit_retry_count = 0
         self.on_retry: Callable[[Exception, int], None] | None = None
+        self.last_landing: LandingReport | None = None
+        # Runs inside each batch's transaction just before COMMIT (dead-letter retries mark their letters).
+        self.before_commit: Callable[[duckdb.DuckDBPyConnection], None] | None = None
 
     # ----------------------------------------------------------------------------------- lifecycle
     @property
@@ -182,15 +218,34 @@ class LakeSink:
 
     def _open(self) -> tuple[offsets.Positions, int]:
         for ddl in BOOKKEEPING_DDL:
-            self.con.execute(ddl)
+            self.con.execute(self.bookkeeping(ddl))
         self.state = self._load_state()
-        return offsets.load_positions(self.con), offsets.last_batch_id(self.con)
+        self.generation = offsets.read_generation(self.con, self.table_prefix + "_cdc_offsets")
+        offsets_table = self.bookkeeping(offsets.OFFSETS_TABLE)
+        return offsets.load_positions(self.con, offsets_table), offsets.last_batch_id(self.con, offsets_table)
+
+    def bookkeeping(self, sql: str) -> str:
+        """`sql` with every `lake.staging._cdc...` name turned into this sink's (prefixed) table."""
+        return sql.replace(f"{LAKE}.{STAGING}._", f"{LAKE}.{STAGING}.{self.table_prefix}_")
+
+    def staging_table(self, table: str) -> str:
+        return qualified(STAGING, self.table_prefix + table)
+
+    def _check_generation(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Inside the batch's transaction: refuse to land if staging was switched or is being switched."""
+        current = offsets.read_generation(con, self.table_prefix + "_cdc_offsets")
+        if current.name != (self.generation.name if self.generation else "") or current.paused:
+            con.execute("rollback")
+            raise offsets.StagingReplaced(
+                f"staging generation is now {current.comment()!r} (this writer opened "
+                f"{self.generation.comment() if self.generation else ''!r})"
+            )
 
     def _load_state(self) -> LakeState:
         state = LakeState()
         rows = self.con.execute(
             f"select table_name, topic, source_schema, source_table, primary_key, columns, schema_mode, "
-            f"quarantined from {TABLES_TABLE}"
+            f"quarantined from {self.bookkeeping(TABLES_TABLE)}"
         ).fetchall()
         for name, topic, schema, table, key, columns, mode, quarantined in rows:
             described = {c["name"].lower(): c for c in orjson.loads(columns)}
@@ -199,9 +254,11 @@ class LakeSink:
         # without its _cdc_tables row, never the other way round: both commit together).
         actual: dict[str, dict[str, str]] = {}
         for table, column, data_type in self.con.execute(
-            "select table_name, column_name, data_type from duckdb_columns() "
+            "select substr(table_name, length($prefix) + 1), column_name, data_type from duckdb_columns() "
             f"where database_name = '{LAKE}' and schema_name = '{STAGING}' "
-            "and not starts_with(table_name, '_')"
+            "and starts_with(table_name, $prefix) "
+            "and not starts_with(substr(table_name, length($prefix) + 1), '_')",
+            {"prefix": self.table_prefix},
         ).fetchall():
             if column not in METADATA_DDL:
                 actual.setdefault(table, {})[column.lower()] = data_type
@@ -217,13 +274,14 @@ class LakeSink:
     # ------------------------------------------------------------------------------------- writing
     def write(self, batch: Batch) -> None:
         """Land the batch and its offsets in one transaction, retrying conflicts; raise LandingError."""
+        started = time.time()
         attempts = 0
 
         def land() -> None:
             nonlocal attempts
             attempts += 1
             # A commit whose answer was lost (the catalog went away during COMMIT) may have landed: landing
-            # it again would duplicate every row, so look for its offsets first.
+            # it again would duplicate every row, so look for its row in the batch log first.
             if attempts > 1 and self._batch_landed(batch.batch_id):
                 log.warning(
                     "batch %d was committed before the catalog connection broke; not landing it again",
@@ -231,14 +289,14 @@ class LakeSink:
                 )
                 self.state = self._load_state()
                 return
-            self._write_once(batch)
+            self._write_once(batch, started)
 
         self._retrying(f"land batch {batch.batch_id} ({batch.size} records)", land)
 
     def _batch_landed(self, batch_id: int) -> bool:
         return bool(
             self.con.execute(
-                f"select count(*) from {offsets.OFFSETS_TABLE} where batch_id = ?", [batch_id]
+                f"select count(*) from {self.bookkeeping(BATCHES_TABLE)} where batch_id = ?", [batch_id]
             ).fetchone()[0]
         )
 
@@ -301,11 +359,12 @@ class LakeSink:
             # The connection itself is gone (catalog restarted): reconnect on the next attempt.
             self.close()
 
-    def _write_once(self, batch: Batch) -> None:
+    def _write_once(self, batch: Batch, started: float | None = None) -> None:
         con = self.con
         state = self.state.copy()
         pending = _Pending()
         con.execute("begin transaction")
+        self._check_generation(con)
         for table, segments in batch.segments.items():
             for segment in segments:
                 self._land_segment(con, state, pending, table, segment, batch.batch_id)
@@ -314,16 +373,22 @@ class LakeSink:
         self._insert_messages(con, batch)
         self._insert_schema_changes(con, pending, batch.batch_id)
         self._upsert_table_entries(con, state)
-        self._insert(
-            con,
-            offsets.OFFSETS_TABLE,
-            offsets.positions_arrow(batch.next_offsets, batch.batch_id),
-            extra="now() as committed_at",
-        )
+        if batch.next_offsets:  # a dead-letter retry advances no position
+            self._insert(
+                con,
+                self.bookkeeping(offsets.OFFSETS_TABLE),
+                offsets.positions_arrow(batch.next_offsets, batch.batch_id),
+                extra="now() as committed_at",
+            )
+        self._insert_batch_row(con, batch, pending, started or time.time())
+        if self.before_commit is not None:
+            self.before_commit(con)
         con.execute("commit")
         for entry in state.tables.values():
             entry.dirty = False
         self.state = state
+        self.last_landing = _landing_report(batch, pending)
+        _log_failed(pending)
 
     # ------------------------------------------------------------------------- staging tables
     def _land_segment(
@@ -364,7 +429,7 @@ class LakeSink:
                 return
             arrow = segment_arrow(segment, batch_id)
         casts = {name: column.sql for name, column in segment.columns.items() if column.sql}
-        self._insert(con, qualified(STAGING, table), arrow, casts=casts, extra="now() as _ingested_at")
+        self._insert(con, self.staging_table(table), arrow, casts=casts, extra="now() as _ingested_at")
 
     def _create_table(
         self,
@@ -377,7 +442,7 @@ class LakeSink:
         first = segment.rows[0]
         columns = [f"{quote_ident(c.name)} {c.duckdb_type}" for c in segment.columns.values()]
         columns += [f"{name} {ddl}" for name, ddl in METADATA_DDL.items()]
-        con.execute(f"create table if not exists {qualified(STAGING, table)} ({', '.join(columns)})")
+        con.execute(f"create table if not exists {self.staging_table(table)} ({', '.join(columns)})")
         entry = TableEntry(
             table_name=table,
             topic=first.record.topic,
@@ -397,7 +462,7 @@ class LakeSink:
         self, con: duckdb.DuckDBPyConnection, entry: TableEntry, pending: _Pending, segment: Segment
     ) -> str | None:
         """Add new columns and widen widened ones; return why not, if the change cannot be followed."""
-        target = qualified(STAGING, entry.table_name)
+        target = self.staging_table(entry.table_name)
         alterations: list[tuple[str, str, str | None, str]] = []
         for column in segment.columns.values():
             known = entry.columns.get(column.name.lower())
@@ -441,11 +506,30 @@ class LakeSink:
         if failed:
             records, errors = zip(*failed, strict=True)
             arrow = deadletters.failed_records_arrow(records, errors, batch.batch_id)
-            self._insert(con, deadletters.DEAD_LETTERS_TABLE, arrow, extra="now() as failed_at")
+            target = self.bookkeeping(deadletters.DEAD_LETTERS_TABLE)
+            self._insert(con, target, arrow, extra="now() as failed_at")
         if pending.quarantine:
             tables, records, errors = zip(*pending.quarantine, strict=True)
             arrow = deadletters.failed_records_arrow(records, errors, batch.batch_id, tables=tables)
-            self._insert(con, deadletters.QUARANTINE_TABLE, arrow, extra="now() as failed_at")
+            target = self.bookkeeping(deadletters.QUARANTINE_TABLE)
+            self._insert(con, target, arrow, extra="now() as failed_at")
+
+    def _insert_batch_row(
+        self, con: duckdb.DuckDBPyConnection, batch: Batch, pending: _Pending, started: float
+    ) -> None:
+        """One row per committed batch (`ingest status`): its size and how long landing took."""
+        arrow = pa.table(
+            {
+                "batch_id": pa.array([batch.batch_id], pa.int64()),
+                "records": pa.array([batch.size], pa.int64()),
+                "change_rows": pa.array([batch.change_rows], pa.int64()),
+                "dead_letters": pa.array([len(batch.dead_letters) + len(pending.dead_letters)], pa.int64()),
+                "quarantined": pa.array([len(pending.quarantine)], pa.int64()),
+                "started_at": pa.array([int(started * 1000)], UTC_MS),
+                "landing_ms": pa.array([(time.time() - started) * 1000], pa.float64()),
+            }
+        )
+        self._insert(con, self.bookkeeping(BATCHES_TABLE), arrow, extra="now() as committed_at")
 
     def _insert_transactions(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> None:
         if not batch.transactions:
@@ -472,7 +556,7 @@ class LakeSink:
         )
         self._insert(
             con,
-            TRANSACTIONS_TABLE,
+            self.bookkeeping(TRANSACTIONS_TABLE),
             arrow,
             casts={"data_collections": "cast({} as json)"},
             extra="now() as _ingested_at",
@@ -494,7 +578,11 @@ class LakeSink:
             }
         )
         self._insert(
-            con, MESSAGES_TABLE, arrow, casts={"content": "from_base64({})"}, extra="now() as _ingested_at"
+            con,
+            self.bookkeeping(MESSAGES_TABLE),
+            arrow,
+            casts={"content": "from_base64({})"},
+            extra="now() as _ingested_at",
         )
 
     def _insert_schema_changes(
@@ -513,14 +601,14 @@ class LakeSink:
                 "batch_id": pa.array([batch_id] * len(tables), pa.int64()),
             }
         )
-        self._insert(con, SCHEMA_CHANGES_TABLE, arrow, extra="now() as changed_at")
+        self._insert(con, self.bookkeeping(SCHEMA_CHANGES_TABLE), arrow, extra="now() as changed_at")
 
     def _upsert_table_entries(self, con: duckdb.DuckDBPyConnection, state: LakeState) -> None:
         dirty = [e for e in state.tables.values() if e.dirty]
         if not dirty:
             return
         names = ", ".join(quote_literal(e.table_name) for e in dirty)
-        con.execute(f"delete from {TABLES_TABLE} where table_name in ({names})")
+        con.execute(f"delete from {self.bookkeeping(TABLES_TABLE)} where table_name in ({names})")
         arrow = pa.table(
             {
                 "table_name": pa.array([e.table_name for e in dirty], pa.string()),
@@ -536,7 +624,11 @@ class LakeSink:
             }
         )
         self._insert(
-            con, TABLES_TABLE, arrow, casts={"columns": "cast({} as json)"}, extra="now() as updated_at"
+            con,
+            self.bookkeeping(TABLES_TABLE),
+            arrow,
+            casts={"columns": "cast({} as json)"},
+            extra="now() as updated_at",
         )
 
     @staticmethod
@@ -563,6 +655,59 @@ class LakeSink:
             con.execute(f"insert into {target} by name select {', '.join(select)} from {view}")
         finally:
             con.unregister(view)
+
+
+def _landing_report(batch: Batch, pending: _Pending) -> LandingReport:
+    report = LandingReport(batch.batch_id, batch.size)
+    quarantined_tables = {table for table, _, _ in pending.quarantine}
+    refused = {(r.topic, r.partition, r.offset) for r, _ in pending.dead_letters}
+    for table, segments in batch.segments.items():
+        if table in quarantined_tables:
+            continue
+        rows = [
+            r
+            for s in segments
+            for r in s.rows
+            if (r.record.topic, r.record.partition, r.record.offset) not in refused
+        ]
+        if rows:
+            report.rows[table] = len(rows)
+            newest = max((r.source_ts_us for r in rows if r.source_ts_us is not None), default=None)
+            if newest is not None:
+                report.newest_source_ts[table] = newest / 1_000_000
+    for record in [d.record for d in batch.dead_letters] + [r for r, _ in pending.dead_letters]:
+        report.dead_letters[record.topic] = report.dead_letters.get(record.topic, 0) + 1
+    for table, _, _ in pending.quarantine:
+        report.quarantined[table] = report.quarantined.get(table, 0) + 1
+    for table, change, *_ in pending.schema_changes:
+        report.schema_changes[(table, change)] = report.schema_changes.get((table, change), 0) + 1
+    return report
+
+
+def _log_failed(pending: _Pending) -> None:
+    """After the commit: where each refused row and each run of quarantined events came from."""
+    for record, reason in pending.dead_letters:
+        where = event_ref(record.topic, record.partition, record.offset)
+        log.warning(
+            "dead letter %s: %s",
+            where,
+            reason,
+            extra=event_fields(record.topic, record.partition, record.offset),
+        )
+    by_table: dict[str, list[tuple[RawRecord, str]]] = {}
+    for table, record, reason in pending.quarantine:
+        by_table.setdefault(table, []).append((record, reason))
+    for table, items in by_table.items():
+        reason = items[0][1]
+        for run in offset_runs((r.topic, r.partition, r.offset) for r, _ in items):
+            log.warning(
+                "quarantined %d events of staging.%s %s: %s",
+                run.events,
+                table,
+                run.ref,
+                reason,
+                extra={**run.fields, "table": table},
+            )
 
 
 def _position_arrays(records: list[RawRecord], batch_id: int) -> dict[str, pa.Array]:

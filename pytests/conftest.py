@@ -124,6 +124,8 @@ def lake(state_dir: Path, catalog: EmbeddedCatalog, broker: EmbeddedBroker, tmp_
         "INGEST_LAKE__CATALOG_DATABASE": f"lake_{os.getpid()}_{number}",
         "INGEST_LAKE__DATA_PATH": str(tmp_path / "data"),
         "INGEST_BATCH__MAX_MS": "200",
+        # Any free port: test ingesters never collide with each other or with a dev ingester on 9464.
+        "INGEST_METRICS_PORT": "0",
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
     env.update(env_overrides)

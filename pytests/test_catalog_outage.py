@@ -84,9 +84,9 @@ def test_a_commit_whose_answer_was_lost_is_not_landed_twice(lake):
     commit_once = sink._write_once
     calls = []
 
-    def commit_then_lose_the_answer(b):
+    def commit_then_lose_the_answer(b, started=None):
         calls.append(b.batch_id)
-        commit_once(b)
+        commit_once(b, started)
         if len(calls) == 1:
             raise duckdb.IOException("server closed the connection unexpectedly")
 

@@ -96,3 +96,22 @@ def test_a_catalog_password_never_shows_in_errors(lake):
     assert result.returncode != 0
     assert PASSWORD not in result.stderr + result.stdout, result.stderr[-2000:]
     assert "127.0.0.1" in result.stderr  # the error still says where it tried
+
+
+@pytest.mark.integration
+def test_ingest_status_shows_no_secret(lake):
+    pytest.importorskip("ingest.status", reason="`ingest status` has not landed")
+    lake.ingest("run", "--until-caught-up")
+    env = {**lake.env, **SECRETS_ENV, "INGEST_KAFKA__SASL_OAUTHBEARER_CONFIG": f"token={PASSWORD}"}
+    for args in (["status", "--no-broker"], ["status", "--no-broker", "--json"], ["status", "--json"]):
+        result = subprocess.run(ingest_command(*args), env=env, capture_output=True, text=True, timeout=120)
+        assert PASSWORD not in result.stdout + result.stderr, args
+    dsn = f"postgresql://alice:{PASSWORD}@127.0.0.1:1/lake"
+    result = subprocess.run(
+        ingest_command("status", "--no-broker"),
+        env={**lake.env, "INGEST_LAKE__CATALOG": dsn},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and PASSWORD not in result.stdout + result.stderr

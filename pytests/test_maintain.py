@@ -1,0 +1,120 @@
+"""`ingest maintain`: fewer files, identical contents, also while an ingester writes."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, produce_items
+from ingest.broker import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+def contents(lake) -> dict[str, list[tuple]]:
+    """Every staging table's rows, sorted (the pruned offsets compared by their resume positions)."""
+    tables = [
+        t
+        for (t,) in lake.query(
+            "select table_name from duckdb_tables() "
+            "where schema_name = 'staging' and table_name != '_cdc_offsets'"
+        )
+    ]
+    result = {t: sorted(map(repr, lake.query(f'select * from lake.staging."{t}"'))) for t in tables}
+    result["positions"] = sorted(
+        lake.query(
+            'select topic, "partition", max(next_offset), max(batch_id) '
+            "from lake.staging._cdc_offsets group by all"
+        )
+    )
+    return result
+
+
+def data_files(lake) -> int:
+    return lake.query("select sum(file_count) from ducklake_table_info('lake')")[0][0]
+
+
+def test_maintain_merges_files_prunes_offsets_and_keeps_every_row(lake):
+    topic = f"{lake.topic_prefix}.s.items"
+    ensure_topics({"bootstrap.servers": lake.settings.kafka.bootstrap_servers}, [topic], partitions=2)
+    for round_ in range(8):  # one batch, so one small file per table, per round
+        produce_items(lake, topic, round_ * 40, 40)
+        lake.ingest("run", "--until-caught-up")
+    before = contents(lake)
+    files_before = data_files(lake)
+    offsets_rows = lake.query("select count(*) from lake.staging._cdc_offsets")[0][0]
+    assert offsets_rows > 2
+    data_dir = Path(lake.settings.data_path)
+    orphan = data_dir / "main" / "orphan-from-a-killed-writer.parquet"
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    lake.query(f"copy (select 1 as x) to '{orphan}' (format parquet)")
+    two_hours_ago = time.time() - 7200
+    os.utime(orphan, (two_hours_ago, two_hours_ago))
+    on_disk_before = len(list(data_dir.rglob("*.parquet")))
+
+    result = lake.ingest("maintain", "--older-than", "0s")
+    assert "failed" not in result.stdout, result.stdout
+
+    assert contents(lake) == before
+    assert lake.query("select count(*) from lake.staging._cdc_offsets") == [(2,)]
+    files_after = data_files(lake)
+    on_disk_after = len(list(data_dir.rglob("*.parquet")))
+    print(f"data files {files_before} -> {files_after}, on disk {on_disk_before} -> {on_disk_after}")
+    assert files_after < files_before
+    assert on_disk_after < on_disk_before
+    assert not orphan.exists(), "an orphaned file older than the minimum age must be deleted"
+    assert f"data files {files_before} -> {files_after}" in result.stdout
+    # ingesting goes on from the pruned offsets: the next records land once, nothing comes back
+    produce_items(lake, topic, 1000, 10)
+    lake.ingest("run", "--until-caught-up")
+    rows = lake.query("select _kafka_partition, _kafka_offset from lake.staging.s__items")
+    assert len(rows) == len(set(rows)) == 330
+
+
+def test_maintain_while_an_ingester_writes_loses_and_doubles_nothing(lake):
+    topic = f"{lake.topic_prefix}.s.items"
+    ensure_topics({"bootstrap.servers": lake.settings.kafka.bootstrap_servers}, [topic], partitions=2)
+    produce_items(lake, topic, 0, 200)
+    lake.ingest("run", "--until-caught-up")  # the lake exists before two processes attach it at once
+    live = subprocess.Popen(
+        [sys.executable, "-m", "ingest.cli", "run", "--maintain-every", "3s", "--maintain-older-than", "0s"],
+        env={**lake.env, "INGEST_BATCH__MAX_MS": "100"},
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stop = threading.Event()
+    produced = [200]
+
+    def keep_producing():
+        while not stop.is_set():
+            produce_items(lake, topic, produced[0], 20)
+            produced[0] += 20
+            time.sleep(0.1)
+
+    producing = threading.Thread(target=keep_producing)
+    producing.start()
+    try:
+        reports = [lake.ingest("maintain", "--older-than", "0s", check=False) for _ in range(3)]
+        time.sleep(4)  # one scheduled run inside the ingester too
+    finally:
+        stop.set()
+        producing.join(60)
+    deadline = time.monotonic() + 120
+    while lake.query("select count(*) from lake.staging.s__items")[0][0] < produced[0]:
+        assert time.monotonic() < deadline, "the ingester did not catch up"
+        time.sleep(0.5)
+    live.terminate()
+    log = live.communicate(timeout=60)[1]
+    assert live.returncode == 0, log[-3000:]
+    assert "scheduled maintenance: data files" in log, log[-3000:]
+    for report in reports:
+        assert report.returncode in (0, 3), report.stderr  # 3: a step left for the next run (reported)
+    rows = lake.query("select _kafka_partition, _kafka_offset, id from lake.staging.s__items")
+    assert len(rows) == len({(p, o) for p, o, _ in rows}) == produced[0]
+    assert sorted(i for _, _, i in rows) == list(range(produced[0]))
