@@ -215,8 +215,12 @@ def start_ingest(lake, *args: str, env: dict[str, str] | None = None, log_file=N
 def kill_ingester_repeatedly(
     lake, kills: int, rng, env: dict[str, str] | None = None, alive_s: tuple[float, float] = (1.0, 3.5)
 ) -> None:
-    """Start `ingest run` and SIGKILL it after a random time, `kills` times (start-up takes ~1 s, so kills
-    land in start-up, while a batch is gathered and inside commits)."""
+    """Start `ingest run` and SIGKILL it after a random time, `kills` times: kills land in start-up, while a
+    batch is gathered and inside commits. A first run creates the lake's bookkeeping (on a loaded machine
+    that alone can outlast every kill interval)."""
+    wait_for(
+        lambda: start_ingest(lake, "run", "--until-caught-up", env=env).wait(300) == 0, 1, "a warm-up run"
+    )
     for _ in range(kills):
         process = start_ingest(lake, "run", env=env)
         time.sleep(rng.uniform(*alive_s))
