@@ -8,6 +8,7 @@ included) passes.
 import os
 import random
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -119,7 +120,7 @@ def run_together(lake, tmp_path, duration_s: float) -> None:
             assert generator.poll() is None, "the generator stopped before the end: raise the event count"
         finally:
             stop.set()
-            generator.terminate()  # SIGTERM: it flushes what it produced
+            generator.send_signal(signal.SIGINT)  # Ctrl-C: it flushes what it produced and stops
             generator.communicate(timeout=120)
             for thread in threads:
                 thread.join(900)
