@@ -109,6 +109,10 @@ def run(
     from ingest.lake import connect
     from ingest.services import RunServices
 
+    try:
+        services = RunServices(settings)
+    except ValueError as error:
+        _fail(str(error))
     maintenance: threading.Thread | None = None
     if maintain_every:
         from ingest.maintain import parse_duration, run_periodically
@@ -117,11 +121,8 @@ def run(
             every, older_than = parse_duration(maintain_every), parse_duration(maintain_older_than)
         except ValueError as error:
             _fail(str(error))
+        # started last before the try below: its finally stops it (a non-daemon thread would keep us alive)
         maintenance = run_periodically(lambda: connect(settings), every, older_than, stop)
-    try:
-        services = RunServices(settings)
-    except ValueError as error:
-        _fail(str(error))
     sink = LakeSink(lambda: connect(settings), settings.lake.commit_retries)
     outcome = "stopped"
     try:
@@ -436,6 +437,121 @@ def maintain(
     typer.echo(format_report(report))
     if report.failed:
         _fail(f"steps left for the next run: {', '.join(report.failed)}", 3)
+
+
+# -------------------------------------------------------------------------------------- dead letters
+dead_letters_app = typer.Typer(
+    help="Inspect dead-lettered and quarantined events; retry them after a fix, exactly once.",
+    no_args_is_help=True,
+)
+app.add_typer(dead_letters_app, name="dead-letters")
+
+
+def _failed_events(target: str | None, include_resolved: bool) -> list[Any]:
+    from ingest.lake import connect
+    from ingest.retry import load_failed
+    from ingest.sink import LakeSink
+
+    settings = _settings(target)
+    sink = LakeSink(lambda: connect(settings), settings.lake.commit_retries)
+    try:
+        sink.open()  # creates the bookkeeping tables of an empty lake
+        return load_failed(sink.con, include_resolved)
+    finally:
+        sink.close()
+
+
+@dead_letters_app.command("list")
+def dead_letters_list(
+    target: TargetOption = None,
+    table: Annotated[str | None, typer.Option(help="only events quarantined for this staging table")] = None,
+    resolved: Annotated[bool, typer.Option("--resolved", help="include retried ones")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """Open dead letters (did not decode) and quarantined events (schema change of their table)."""
+    from ingest.retry import describe
+
+    configure_logging("text", level=logging.WARNING)
+    events = [e for e in _failed_events(target, resolved) if table is None or e.table_name == table]
+    if as_json:
+        for event in events:
+            sys.stdout.write(json.dumps(describe(event), ensure_ascii=False) + "\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    view = Table("id", "kind", "failed at", "bytes", "reason" + (" / resolution" if resolved else ""))
+    for event in events:
+        info = describe(event)
+        reason = str(info["reason"])[:120] + (f" -> {event.resolution}" if event.resolution else "")
+        view.add_row(
+            event.id, str(info["kind"]), str(info["failed_at"])[:19], str(info["value_bytes"]), reason
+        )
+    console = Console()
+    console.print(view)
+    console.print(f"{len(events)} events" + ("" if resolved else " open"))
+
+
+@dead_letters_app.command("show")
+def dead_letters_show(
+    event_id: Annotated[str, typer.Argument(help="id from `ingest dead-letters list`")],
+    target: TargetOption = None,
+) -> None:
+    """One event: reason, position, headers, and its raw key and value shown safely."""
+    from ingest.retry import RetryError, describe, parse_id, show_bytes
+
+    configure_logging("text", level=logging.WARNING)
+    try:
+        wanted = parse_id(event_id)
+    except RetryError as error:
+        _fail(str(error))
+    matches = [
+        e
+        for e in _failed_events(target, include_resolved=True)
+        if (e.kind, e.record.topic, e.record.partition, e.record.offset) == wanted
+    ]
+    if not matches:
+        _fail(f"no dead letter {event_id}")
+    for event in matches:
+        for name, value in describe(event).items():
+            typer.echo(f"{name:>16}: {value}")
+        typer.echo(f"{'headers':>16}: {event.record.headers}")
+        typer.echo(f"{'key':>16}:\n{show_bytes(event.record.key)}")
+        typer.echo(f"{'value':>16}:\n{show_bytes(event.record.value)}")
+
+
+@dead_letters_app.command("retry")
+def dead_letters_retry(
+    ids: Annotated[
+        list[str] | None, typer.Option("--ids", help="ids from `list` (repeat the option)")
+    ] = None,
+    table: Annotated[
+        str | None, typer.Option(help="lift this table's quarantine and land its kept events in order")
+    ] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="every open dead letter and quarantined event")
+    ] = False,
+    target: TargetOption = None,
+) -> None:
+    """Decode the kept events again and land them, each exactly once (letter resolved in the same commit)."""
+    from ingest.lake import connect
+    from ingest.offsets import StagingReplaced
+    from ingest.retry import Retry, RetryError
+
+    configure_logging("text")
+    settings = _settings(target)
+    try:
+        result = Retry(settings, lambda: connect(settings)).run(ids or [], table, everything)
+    except (RetryError, StagingReplaced, LandingError) as error:
+        _fail(str(error), 2)
+    typer.echo(
+        f"retried as batch {result.batch_id}: {len(result.landed)} landed, "
+        f"{len(result.failed_again)} failed again, {len(result.skipped)} skipped"
+    )
+    for event_id, reason in result.failed_again:
+        typer.echo(f"  still failing {event_id}: {reason}")
+    if result.failed_again:
+        raise typer.Exit(3)
 
 
 # -------------------------------------------------------------------------------------------- replay

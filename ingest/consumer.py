@@ -313,8 +313,9 @@ class Ingester:
         return (
             "The broker lost or deleted them (the development broker keeps topics in memory: a restart wipes "
             "them). Nothing was skipped or re-read. Either re-produce the topics from the source (a new "
-            "snapshot) and rebuild staging from them in a fresh lake, or, if they are gone for good, leave "
-            "them out with --topics (a regular expression that does not match them)."
+            "Debezium snapshot) and rebuild staging from them with `ingest replay --from earliest` (see "
+            "docs/operations.md, 'Broker outage or data loss'), or, if they are gone for good, leave them "
+            "out with --topics (a regular expression that does not match them)."
         )
 
     def _check_log_ends(self) -> None:
@@ -368,8 +369,10 @@ class Ingester:
             f"{topic}[{partition}]: the offset stored in the lake ({stored}) is outside the log "
             "on the broker "
             f"({detail}). The broker has lost or truncated data that was already landed. "
-            "Nothing was skipped or re-read. Re-produce the topic and rebuild staging from it, "
-            "or accept the gap by starting from a fresh lake."
+            "Nothing was skipped or re-read. Re-produce the topic (e.g. a new Debezium snapshot), then "
+            "rebuild staging from what the broker now holds with `ingest replay --from earliest "
+            f"--topics '^{re.escape(topic)}$'`; it switches atomically and the ingester resumes from the "
+            "replayed positions (see docs/operations.md, 'Broker outage or data loss')."
         )
 
     def _on_consumer_error(self, message: Message, error: KafkaError) -> None:

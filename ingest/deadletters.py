@@ -63,3 +63,21 @@ def failed_records_arrow(
         }
     )
     return pa.table(columns)
+
+
+# A dead letter or quarantined event is open until a row here names it (by kind, position and failed_at):
+# `ingest dead-letters retry` writes that row in the same transaction as the retried event's landing, so a
+# crash neither loses nor doubles it. A retry that fails again writes a new dead letter (the new reason) in
+# that same transaction, which stays open.
+RESOLUTIONS_TABLE = f"{LAKE}.staging._dead_letter_resolutions"
+RESOLUTIONS_DDL = f"""create table if not exists {RESOLUTIONS_TABLE} (
+    kind varchar not null,
+    topic varchar not null,
+    "partition" integer not null,
+    "offset" bigint not null,
+    failed_at timestamptz not null,
+    outcome varchar not null,
+    detail varchar,
+    batch_id bigint not null,
+    resolved_at timestamptz not null
+)"""

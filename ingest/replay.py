@@ -280,7 +280,8 @@ class Replay:
         con.execute("begin transaction")
         tables = staging_tables(con)
         replayed = sorted(t[len(self.prefix) :] for t in tables if t.startswith(self.prefix))
-        live_books = [b for b in BOOKKEEPING_TOPIC_COLUMN if b in tables]
+        # bookkeeping the replay wrote too; any other (e.g. dbt build records) is not touched
+        live_books = [b for b in replayed if b.startswith("_") and b in tables]
         live_entries: dict[str, str] = {}
         if "_cdc_tables" in tables:
             live_entries = dict(
@@ -288,10 +289,9 @@ class Replay:
             )
         kept_tables = sorted(t for t, topic in live_entries.items() if not self.pattern.search(topic))
         for book in live_books:
-            if self.prefix + book not in tables:
-                continue
-            column = BOOKKEEPING_TOPIC_COLUMN[book]
-            if column is None:
+            if book not in BOOKKEEPING_TOPIC_COLUMN:
+                where = "true"  # not per topic (e.g. batch records): the history is kept whole
+            elif (column := BOOKKEEPING_TOPIC_COLUMN[book]) is None:
                 where = f"table_name in ({_in_list(kept_tables)})" if kept_tables else "false"
             else:
                 topics = [
@@ -304,6 +304,7 @@ class Replay:
                     f"insert into {_table(self.prefix + book)} by name select * from {_table(book)} "
                     f"where {where}"
                 )
+        self._continue_batch_ids(con, tables)
         if "_cdc_offsets" in tables:
             # Conflicts with a live batch committing meanwhile: the switch then retries, never loses it.
             con.execute(f"delete from {_table('_cdc_offsets')}")
@@ -316,6 +317,21 @@ class Replay:
         con.execute("commit")
         self.result.switched = [t for t in replayed if not t.startswith("_")]
         self.result.dropped = [t for t in to_drop if not t.startswith("_") and t not in replayed]
+
+    def _continue_batch_ids(self, con: duckdb.DuckDBPyConnection, tables: set[str]) -> None:
+        """Batch ids go on above every id landed so far (live or replayed): dbt's incremental models
+        select `_batch_id` above the last one they saw, so the next live batch must be above it."""
+        new = _table(self.prefix + "_cdc_offsets")
+        highest = con.execute(f"select coalesce(max(batch_id), 0) from {new}").fetchone()[0]
+        if "_cdc_offsets" in tables:
+            live = con.execute(f"select coalesce(max(batch_id), 0) from {_table('_cdc_offsets')}").fetchone()[
+                0
+            ]
+            highest = max(highest, live)
+        con.execute(
+            f'insert into {new} select topic, "partition", max(next_offset), {int(highest) + 1}, now() '
+            f"from {new} group by all"
+        )
 
     def _retry(self, what: str, action: Callable[[], None], con: duckdb.DuckDBPyConnection) -> None:
         for attempt in range(SWITCH_RETRIES):

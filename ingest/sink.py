@@ -67,6 +67,7 @@ BOOKKEEPING_DDL = (
     offsets.OFFSETS_DDL,
     deadletters.DEAD_LETTERS_DDL,
     deadletters.QUARANTINE_DDL,
+    deadletters.RESOLUTIONS_DDL,
     f"""create table if not exists {TABLES_TABLE} (
     table_name varchar not null,
     topic varchar not null,
@@ -191,6 +192,7 @@ class LakeSink:
         # `ingest replay` lands beside the live tables, every name prefixed, and later renames them.
         self.table_prefix = table_prefix
         self.generation: offsets.Generation | None = None
+        self.holds_pause = False  # the writer that paused the others (a dead-letter retry) lands anyway
         self._con: duckdb.DuckDBPyConnection | None = None
         self.commit_retries = commit_retries
         self.state = LakeState()
@@ -234,7 +236,8 @@ class LakeSink:
     def _check_generation(self, con: duckdb.DuckDBPyConnection) -> None:
         """Inside the batch's transaction: refuse to land if staging was switched or is being switched."""
         current = offsets.read_generation(con, self.table_prefix + "_cdc_offsets")
-        if current.name != (self.generation.name if self.generation else "") or current.paused:
+        paused = current.paused and not self.holds_pause
+        if current.name != (self.generation.name if self.generation else "") or paused:
             con.execute("rollback")
             raise offsets.StagingReplaced(
                 f"staging generation is now {current.comment()!r} (this writer opened "

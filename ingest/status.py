@@ -209,8 +209,18 @@ def _failed_counts(con: duckdb.DuckDBPyConnection, existing: set[str]) -> dict[s
         if table not in existing:
             result[key] = {"total": 0, "by": {}, "last_at": None}
             continue
+        # open ones only: `ingest dead-letters retry` resolves a failed event with a row naming it
+        kind = "'dl'" if table == "_dead_letters" else "'q'"
+        unresolved = (
+            "where not exists (select 1 from lake.staging._dead_letter_resolutions r "
+            f'where r.kind = {kind} and r.topic = f.topic and r."partition" = f."partition" '
+            'and r."offset" = f."offset" and r.failed_at = f.failed_at)'
+            if "_dead_letter_resolutions" in existing
+            else ""
+        )
         rows = con.execute(
-            f"select {group}, count(*), max(failed_at) from lake.staging.{table} group by all order by 1"
+            f"select {group}, count(*), max(failed_at) from lake.staging.{table} as f {unresolved} "
+            "group by all order by 1"
         ).fetchall()
         result[key] = {
             "total": sum(n for _, n, _ in rows),

@@ -78,6 +78,7 @@ def test_replay_from_earliest_switches_atomically_under_a_live_ingester(lake):
     )
     assert len(before) == 3000
     first_landing = max(row[-1] for row in before)
+    batch_before = lake.query("select max(batch_id) from lake.staging._cdc_offsets")[0][0]
 
     live = subprocess.Popen(
         [sys.executable, "-m", "ingest.cli", "run"],
@@ -129,6 +130,9 @@ def test_replay_from_earliest_switches_atomically_under_a_live_ingester(lake):
         "select comment from duckdb_tables() where schema_name = 'staging' and table_name = '_cdc_offsets'"
     )[0][0]
     assert generation.startswith("replay-") and "paused" not in generation
+    # batch ids go on above the ones dbt has seen: the live ingester's batches after the switch are newer
+    newest = lake.query("select max(_batch_id) from lake.staging.s__items where _kafka_offset >= 2500")[0][0]
+    assert newest > batch_before
     # a later restart resumes from the replayed positions: nothing more to land
     lake.ingest("run", "--until-caught-up")
     assert landed(lake, "s__items") == delivered
@@ -176,3 +180,34 @@ def test_replay_from_a_timestamp_keeps_newer_records_and_other_topics(lake):
 def test_replay_refuses_a_bad_timestamp(lake):
     result = lake.ingest("replay", "--from", "yesterday", check=False)
     assert result.returncode == 2 and "ISO-8601" in result.stderr
+
+
+def test_replay_is_the_way_forward_after_the_broker_lost_its_data(lake, state_dir):
+    from conftest import free_port, produce_items
+    from ingest.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(state_dir, free_port())
+    broker.start()
+    try:
+        lake.settings.kafka.client["bootstrap.servers"] = broker.bootstrap_servers
+        lake.env["INGEST_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        topic = f"{lake.topic_prefix}.s.items"
+        ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, [topic], partitions=1)
+        produce_items(lake, topic, 0, 50)
+        lake.ingest("run", "--until-caught-up")
+
+        broker.stop()  # memory storage: every topic and record is gone
+        broker.start()
+        ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, [topic], partitions=1)
+        produce_items(lake, topic, 0, 20)  # the source re-produced (a new snapshot): offsets 0..19
+        stopped = lake.ingest("run", "--until-caught-up", check=False)
+        assert stopped.returncode == 2 and "ingest replay --from earliest" in stopped.stderr
+
+        lake.ingest("replay", "--from", "earliest")
+        assert lake.query("select count(*), max(_kafka_offset) from lake.staging.s__items") == [(20, 19)]
+        produce_items(lake, topic, 20, 5)
+        lake.ingest("run", "--until-caught-up")  # runs again, from the replayed positions
+        rows = lake.query("select _kafka_offset, id from lake.staging.s__items order by 1")
+        assert rows == [(i, i) for i in range(25)]
+    finally:
+        broker.stop()
