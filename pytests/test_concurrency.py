@@ -164,5 +164,6 @@ def test_ingester_dbt_and_analysts_together_for_a_minute(lake, tmp_path):
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_ingester_dbt_and_analysts_together_for_ten_minutes(lake, tmp_path):
     run_together(lake, tmp_path, float(os.environ.get("CONCURRENCY_SOAK_S", "600")))

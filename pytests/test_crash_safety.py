@@ -112,6 +112,7 @@ def test_kill_minus_nine_loses_and_duplicates_nothing(lake):
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_fifty_kills_while_the_generator_produces(lake):
     """The issue's crash test: `ingest generate` streams the inventory domain (snapshot, transactions,
     deletes with tombstones, PK changes, a column added mid-stream) while `ingest run`
