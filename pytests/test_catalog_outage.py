@@ -40,7 +40,7 @@ def test_catalog_restart_mid_run_loses_nothing_and_says_what_happens(lake, state
                 assert landed(during) == landed(log_path.read_text())
                 catalog.start()
             wait_for(
-                lambda: "reachable again" in log_path.read_text(), 60, "a batch after the catalog came back"
+                lambda: "reachable again" in log_path.read_text(), 180, "a batch after the catalog came back"
             )
             back_after = time.monotonic() - stopped_at
             assert ingester.poll() is None, "the ingester gave up during the outage"
