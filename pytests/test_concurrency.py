@@ -112,7 +112,9 @@ def run_together(lake, tmp_path, duration_s: float) -> None:
             threading.Thread(target=analyst_loop, args=(lake, stop, curated_ready, queries)),
         ]
         try:
-            wait_for(lambda: " landed: " in log_path.read_text(), 120, "the first batch")
+            # the analysts start once every staging table they query exists (the first batch may lack some)
+            created = "created staging.inventory__orders"
+            wait_for(lambda: created in log_path.read_text(), 180, "staging.inventory__orders")
             for thread in threads:
                 thread.start()
             time.sleep(duration_s)
