@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint unit integration dbt-build bench soak down clean
+.PHONY: install demo test lint unit integration dbt-build bench bench-latency soak down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -41,6 +41,10 @@ soak: install
 
 bench: install
 	$(BIN)/python bench/ingest_throughput.py
+
+## Produce-to-serving latency of continuous mode (ingest run --dbt-build-every), a few minutes.
+bench-latency: install
+	$(BIN)/python bench/serving_latency.py
 
 down: install
 	$(BIN)/ingest down

@@ -142,8 +142,8 @@ def run(
         outcome = f"error: {type(error).__name__}: {error}"
         raise
     finally:
+        services.stop(outcome, lambda: sink.con)
         sink.close()
-        services.stop(outcome)
         if maintenance is not None:  # let a maintenance run in progress finish before the process exits
             stop.set()
             maintenance.join()

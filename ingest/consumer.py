@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from ingest.batch import Batch
 from ingest.config import IngestSettings
 from ingest.decode import DeadLetter, Decoder, RawRecord
-from ingest.logs import event_fields, event_ref, offset_runs
+from ingest.logs import OffsetRuns, event_fields, event_ref
 from ingest.metrics import IngestMetrics
 from ingest.offsets import Positions, StagingReplaced
 from ingest.sink import LakeSink
@@ -105,7 +105,7 @@ class Ingester:
         self.metrics = metrics
         if metrics is not None and sink.on_retry is None:
             sink.on_retry = lambda _error, _attempt: metrics.commit_retries.inc()
-        self._dropped: list[tuple[str, int, int]] = []  # already landed, not logged yet
+        self._dropped = OffsetRuns()  # already landed, not logged yet
 
     # ----------------------------------------------------------------------------------------- run
     def run(self, until_caught_up: bool = False, stop: threading.Event | None = None) -> RunStats:
@@ -154,7 +154,7 @@ class Ingester:
                 at_eof.discard(partition)
                 if message.offset() < self.positions.get(partition, 0):
                     self.stats.already_landed += 1
-                    self._dropped.append((*partition, message.offset()))
+                    self._dropped.add(*partition, message.offset())
                     continue
                 if opened_at is None:
                     opened_at = time.monotonic()
@@ -350,18 +350,16 @@ class Ingester:
 
     def _log_dropped(self) -> None:
         """One line per partition for re-read records dropped because they were landed before."""
-        if not self._dropped:
-            return
+        runs = self._dropped.drain()
         if self.metrics is not None:
-            self.metrics.already_landed.inc(len(self._dropped))
-        for run in offset_runs(self._dropped):
+            self.metrics.already_landed.inc(sum(run.events for run in runs))
+        for run in runs:
             log.info(
                 "dropped %d already-landed records %s (landed before; positions come from the lake)",
                 run.events,
                 run.ref,
                 extra=run.fields,
             )
-        self._dropped = []
 
     def _lost_data_message(self, topic: str, partition: int, detail: str) -> str:
         stored = self.positions.get((topic, partition))

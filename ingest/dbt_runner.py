@@ -1,18 +1,17 @@
 """Continuous mode: `ingest run --dbt-build-every 30s [--select ...]` keeps serving fresh without a scheduler.
 
 A background thread starts an incremental `dbt build` (a subprocess, so ingestion never waits for it) every
-interval, measured from the start of the previous build. It never starts a build while its previous one
-runs (a build that takes longer than the interval is followed by the next one at once), and dbt's own run
-lock (ingest/dbt_plugin.py) makes a build wait for one an analyst started by hand on the same target. A build
-is skipped when nothing landed since the previous one started. Each build's result is logged and recorded by
-the plugin in `staging._cdc_dbt_builds` (shown by `ingest status`).
+interval, measured from the start of the previous build (the first one interval after start). It never
+starts a build while its previous one runs (a build that takes longer than the interval is followed by the
+next one at once), and dbt's own run lock (ingest/dbt_plugin.py) makes a build wait for one an analyst
+started by hand on the same target. A build is skipped when nothing landed since the previous one started.
+Each build's result is logged and recorded by the plugin in `staging._cdc_dbt_builds` (`ingest status`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,21 +23,20 @@ from pathlib import Path
 
 from ingest.config import IngestSettings
 from ingest.dbt_plugin import TRIGGER_ENV, read_run_results, summarize_results
+from ingest.maintain import parse_duration
 from ingest.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
 
-_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 STOP_GRACE_S = 60.0
 
 
 def parse_interval(text: str) -> float:
-    """`30s`, `500ms`, `5m`, `1h` or a bare number of seconds, as seconds (> 0)."""
-    match = _INTERVAL.match(text)
-    if match is None or float(match.group(1)) <= 0:
-        raise ValueError(f"not an interval: {text!r} (write e.g. 30s, 5m, 1h)")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    """`30s`, `5m`, `1h` or a bare number of seconds (the syntax of `--maintain-every`), as seconds > 0."""
+    seconds = parse_duration(text).total_seconds()
+    if seconds <= 0:
+        raise ValueError(f"not a positive interval: {text!r} (use e.g. 30s, 5m, 1h)")
+    return seconds
 
 
 @dataclass
@@ -72,7 +70,7 @@ class ContinuousBuilds:
         self.log_path = self.target_path.parent / "logs"
         self.results: list[BuildResult] = []
         self._landed = threading.Event()
-        self._landed.set()  # build once at start: what landed before this run may not be built yet
+        self._landed.set()  # build once after start: what landed before this run may not be built yet
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._process: subprocess.Popen[str] | None = None
@@ -109,7 +107,9 @@ class ContinuousBuilds:
                 self._thread.join(timeout=10)
 
     def _loop(self) -> None:
-        next_start = time.monotonic()
+        # The first build one interval after start: by then the ingester has landed its backlog, so the
+        # build does not race it.
+        next_start = time.monotonic() + self.interval
         while not self._stop.wait(max(0.0, next_start - time.monotonic())):
             next_start = time.monotonic() + self.interval
             if not self._landed.is_set():

@@ -77,12 +77,15 @@ def connection_config(settings: IngestSettings) -> dict[str, str]:
     }
 
 
-def connect(settings: IngestSettings) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the lake attached as `lake` and the staging schema present."""
+def connect(settings: IngestSettings, dsn: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the lake attached as `lake` and the staging schema present.
+
+    `dsn`: the catalog's, already known (a thread of its own must not start the embedded catalog while
+    another thread does: its start-up lock is per process)."""
     install_extensions(settings.extension_dir)
     if "://" not in settings.lake.data_path:
         Path(settings.data_path).mkdir(parents=True, exist_ok=True)
-    dsn = catalog_dsn(settings)
+    dsn = dsn or catalog_dsn(settings)
     con = duckdb.connect(config=connection_config(settings))
     con.execute(attach_sql(settings, dsn))
     con.execute(f"use {LAKE}")

@@ -63,16 +63,31 @@ class OffsetRun:
         return {**event_fields(self.topic, self.partition, self.first, self.last), "events": self.events}
 
 
-def offset_runs(positions: Iterable[tuple[str, int, int]]) -> list[OffsetRun]:
-    """Group (topic, partition, offset) positions into one run per partition: first..last and a count."""
-    runs: dict[tuple[str, int], OffsetRun] = {}
-    for topic, partition, offset in positions:
-        run = runs.get((topic, partition))
+class OffsetRuns:
+    """Collects event positions into one run per partition (first..last and a count), in constant memory."""
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, int], OffsetRun] = {}
+
+    def add(self, topic: str, partition: int, offset: int) -> None:
+        run = self._runs.get((topic, partition))
         if run is None:
-            runs[(topic, partition)] = OffsetRun(topic, partition, offset, offset)
+            self._runs[(topic, partition)] = OffsetRun(topic, partition, offset, offset)
         else:
             run.first, run.last, run.events = min(run.first, offset), max(run.last, offset), run.events + 1
-    return [runs[key] for key in sorted(runs)]
+
+    def drain(self) -> list[OffsetRun]:
+        """The runs collected so far, by topic and partition; starts afresh."""
+        runs, self._runs = self._runs, {}
+        return [runs[key] for key in sorted(runs)]
+
+
+def offset_runs(positions: Iterable[tuple[str, int, int]]) -> list[OffsetRun]:
+    """Group (topic, partition, offset) positions into one run per partition: first..last and a count."""
+    runs = OffsetRuns()
+    for topic, partition, offset in positions:
+        runs.add(topic, partition, offset)
+    return runs.drain()
 
 
 class _TextFormatter(logging.Formatter):

@@ -18,7 +18,7 @@ from ingest.dbt_runner import ContinuousBuilds, parse_interval
 
 def test_intervals_parse_with_units():
     assert parse_interval("30s") == 30
-    assert parse_interval("500ms") == 0.5
+    assert parse_interval("1.5s") == 1.5
     assert parse_interval("5m") == 300
     assert parse_interval("1h") == 3600
     assert parse_interval("12") == 12
@@ -81,7 +81,11 @@ def test_continuous_builds_bring_new_events_to_serving_and_never_overlap(lake):
         gen.GeneratorConfig(topic_prefix=lake.topic_prefix, events=300, seed=11), clock=gen.wall_clock_us
     )
     records = iter(source)
-    first = list(itertools.islice(records, 250))  # the snapshot and some changes
+    # The snapshot, then some changes. The generator's first transaction can carry the snapshot's LSN and,
+    # with a wall clock, a commit time up to 60 ms before the snapshot's: pause so times stay in order.
+    first = list(itertools.islice(records, sum(len(rows) for rows in gen.seed_rows().values())))
+    time.sleep(0.2)
+    first += list(itertools.islice(records, 150))
     gen.produce_records(first, lake.settings.kafka.client, source.topics, 1)
     process = subprocess.Popen(
         [sys.executable, "-m", "ingest.cli", "run", "--dbt-build-every", "3s"],
