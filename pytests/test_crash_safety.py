@@ -22,6 +22,7 @@ from conftest import (
     produce_items,
     read_topics,
     start_generator,
+    warm_up,
 )
 from ingest.broker import ensure_topics
 
@@ -85,6 +86,7 @@ def produce_numbered(
 
 def test_kill_minus_nine_loses_and_duplicates_nothing(lake):
     topic = f"{lake.topic_prefix}.inventory.items"
+    warm_up(lake)
     ensure_topics({"bootstrap.servers": lake.settings.kafka.bootstrap_servers}, [topic], partitions=2)
     delivered: dict[tuple[int, int], int] = {}
     done = threading.Event()
@@ -95,7 +97,7 @@ def test_kill_minus_nine_loses_and_duplicates_nothing(lake):
     )
     producer.start()
     rng = random.Random(int(os.environ.get("CRASH_TEST_SEED", "7")))
-    kill_ingester_repeatedly(lake, KILLS, rng, env=FAST_BATCHES)
+    kill_ingester_repeatedly(lake, KILLS, rng, env=FAST_BATCHES, alive_s=(1.0, 5.0))
     producer.join(120)
     assert done.is_set() and len(delivered) == EVENTS
     landed_while_killing = lake.query("select count(*) from lake.staging.inventory__items")[0][0]
@@ -119,6 +121,7 @@ def test_fifty_kills_while_the_generator_produces(lake):
     is SIGKILLed 50 times."""
     kills = int(os.environ.get("SOAK_KILLS", "50"))
     rate = float(os.environ.get("SOAK_KILL_RATE", "250"))
+    warm_up(lake)
     # open-ended: it produces until the last kill, then Ctrl-C makes it flush and stop
     generator = start_generator(lake, 10_000_000, rate, "--partitions", "2", "--seed", "11")
     rng = random.Random(int(os.environ.get("CRASH_TEST_SEED", "7")))
