@@ -39,8 +39,11 @@ unit: install
 soak: install
 	$(BIN)/pytest -q -s -m soak -p no:cacheprovider -o addopts=""
 
+## Benchmarks (bench/): results in bench/results/*.json and docs/benchmarks.md. BENCH_SCALE=quick for a short run.
+BENCH_SCALE ?= full
 bench: install
-	$(BIN)/python bench/ingest_throughput.py
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python bench/run_all.py --scale $(BENCH_SCALE)
 
 ## Produce-to-serving latency of continuous mode (ingest run --dbt-build-every), a few minutes.
 bench-latency: install

@@ -12,8 +12,6 @@ schemas off and on. Prints a table and writes bench/results/ingest_throughput.js
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import socket
 import statistics
 import sys
@@ -27,6 +25,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from common import write_result  # noqa: E402
 
 from ingest.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from ingest.catalog import EmbeddedCatalog  # noqa: E402
@@ -201,26 +201,24 @@ def main() -> None:
                     "min": min(landed_rates),
                     "max": max(landed_rates),
                 },
-                "ratio": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)},
+                "ratio": {
+                    "median": statistics.median(ratios),
+                    "min": min(ratios),
+                    "max": max(ratios),
+                    "runs": ratios,
+                },
             }
     finally:
         broker.stop()
         catalog.stop()
-    report = {
-        "benchmark": "ingest_throughput",
-        "command": f"python bench/ingest_throughput.py --events {args.events} --runs {args.runs}",
-        "events": args.events,
-        "runs": args.runs,
-        "machine": {
-            "cpus": __import__("os").cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "results": results,
-    }
-    out = REPO / "bench" / "results" / "ingest_throughput.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_result(
+        "ingest_throughput",
+        f"python bench/ingest_throughput.py --events {args.events} --runs {args.runs}",
+        results,
+        events=args.events,
+        runs=args.runs,
+        goal="landed / raw >= 0.5",
+    )
     print()
     print(
         "| mode | value size | raw consume (events/s) | landed (events/s) | landed / raw (median, min-max) |"

@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 METADATA_REFRESH_S = 10.0
 LOG_END_CHECK_S = 1.0
 CONSUME_CHUNK = 5_000
+WRITER_BUSY_POLL_S = 0.02
 
 
 class IngestError(RuntimeError):
@@ -102,6 +104,10 @@ class Ingester:
         self.assigned: set[tuple[str, int]] = set()
         self._consumer: Consumer | None = None
         self._next_batch_id = 1
+        # One batch at a time lands in a writer thread while the next one is consumed and decoded (DuckDB
+        # releases the GIL): batches still commit strictly in order, each with its offsets.
+        self._writer: ThreadPoolExecutor | None = None
+        self._landing: tuple[Future[float], Batch] | None = None
         self.metrics = metrics
         if metrics is not None and sink.on_retry is None:
             sink.on_retry = lambda _error, _attempt: metrics.commit_retries.inc()
@@ -116,6 +122,7 @@ class Ingester:
             self._consumer = Consumer(consumer_config(self.settings), logger=log)
         except KafkaException as error:
             raise IngestError(f"the Kafka client refused its configuration: {error.args[0].str()}") from None
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="lake-writer")
         try:
             self._refresh_assignment()
             if not self.assigned:
@@ -123,7 +130,13 @@ class Ingester:
                     "no topic matches %r on %s", self.settings.topics, self.settings.kafka.bootstrap_servers
                 )
             self._loop(until_caught_up, stop)
+            self._finish_landing()
         finally:
+            if self._landing is not None:  # the loop failed: let the write in flight end before closing
+                self._landing[0].exception()
+                self._landing = None
+            self._writer.shutdown(wait=True)
+            self._writer = None
             self._consumer.close()
             self._consumer = None
         return self.stats
@@ -139,6 +152,11 @@ class Ingester:
         next_log_end_check = time.monotonic() + LOG_END_CHECK_S
         while True:
             wait = max_s if opened_at is None else max(0.0, opened_at + max_s - time.monotonic())
+            # While the previous batch is still landing, an open batch keeps growing instead of queueing
+            # behind it (see `due` below); poll in short steps meanwhile rather than spin.
+            writer_busy = self._landing is not None and not self._landing[0].done()
+            if writer_busy:
+                wait = max(wait, WRITER_BUSY_POLL_S)
             messages = self._consumer.consume(
                 min(CONSUME_CHUNK, max_events - batch.size), timeout=min(wait, 0.5)
             )
@@ -169,16 +187,30 @@ class Ingester:
                 batch.add(decoded)
             now = time.monotonic()
             caught_up = self.assigned <= at_eof
-            due = batch.size >= max_events or (opened_at is not None and now - opened_at >= max_s)
+            # Flush policy: at max_events, or at max_ms once the writer is free. Closing a batch while the
+            # one before it still lands would only queue it, and small batches cap the rate at
+            # batch size / commit time: under load the batch grows (up to max_events) instead.
+            writer_busy = self._landing is not None and not self._landing[0].done()
+            due = batch.size >= max_events or (
+                opened_at is not None and now - opened_at >= max_s and not writer_busy
+            )
             if not batch.empty and (due or stop.is_set() or (until_caught_up and caught_up)):
                 if not self._land(batch):  # staging was switched: re-read from the new positions
                     at_eof.clear()
                 batch = Batch(self._next_batch_id)
                 opened_at = None
             if stop.is_set() or (until_caught_up and caught_up and batch.empty):
+                if not self._finish_landing() and not stop.is_set():
+                    at_eof.clear()  # staging was switched: re-read from the new positions
+                    continue
                 self._log_dropped()
                 self._report_lag()
                 return
+            if self._landing is not None and self._landing[0].done() and not self._finish_landing():
+                # staging was switched: what was read after the dropped batch is dropped too
+                at_eof.clear()
+                batch = Batch(self._next_batch_id)
+                opened_at = None
             if now >= next_log_end_check:
                 self._check_log_ends()
                 self._report_lag()
@@ -189,15 +221,33 @@ class Ingester:
                 next_refresh = now + METADATA_REFRESH_S
 
     def _land(self, batch: Batch) -> bool:
+        """Hand `batch` to the writer thread, once the batch before it has landed. False if staging was
+        switched meanwhile (`ingest replay`): then `batch`, read after the dropped one, is dropped too."""
+        assert self._writer is not None
+        if not self._finish_landing():
+            return False
+        self._next_batch_id = batch.batch_id + 1
+        self._landing = (self._writer.submit(self._write, batch), batch)
+        return True
+
+    def _write(self, batch: Batch) -> float:
         started = time.monotonic()
+        self.sink.write(batch)
+        return time.monotonic() - started
+
+    def _finish_landing(self) -> bool:
+        """Wait for the batch in flight (re-raising its failure) and account for it. False if staging was
+        switched: the batch was dropped and the ingester resynced to the lake's positions."""
+        if self._landing is None:
+            return True
+        future, batch = self._landing
+        self._landing = None
         try:
-            self.sink.write(batch)
+            elapsed = future.result()
         except StagingReplaced as replaced:
             self._resync(replaced)
             return False
-        elapsed = time.monotonic() - started
         self.positions.update(batch.next_offsets)
-        self._next_batch_id = batch.batch_id + 1
         self._commit_to_broker(batch)
         self.stats.batches += 1
         self.stats.records += batch.size

@@ -29,6 +29,7 @@ from ingest.envelope import (
 )
 from ingest.typemap import (
     SPECIAL_FLOATS,
+    TYPE_CHECK_ONLY_CONVERTERS,
     ColumnType,
     TableSchema,
     TypeMappingError,
@@ -57,6 +58,13 @@ _RESERVED = {name.lower() for name in METADATA_COLUMNS}
 _SCHEMA_PREFIX = b'{"schema":'
 _PAYLOAD_MARK = b',"payload":'
 _MAX_CACHED_SCHEMAS = 1024
+_CHANGE_OPS = frozenset({"r", "c", "u", "d", "t"})
+_SOURCE_TEXT_FIELDS = ("version", "connector", "name", "db", "schema", "table", "sequence")
+_SOURCE_INT_FIELDS = ("ts_ms", "ts_us", "ts_ns", "lsn")
+_TEXT_OR_NONE = frozenset({str, type(None)})
+_INT_OR_NONE = frozenset({int, type(None)})
+# Strings whose meaning is not plain text when no schema says otherwise: they need the slow inference path.
+_SPECIAL_TEXT = SPECIAL_FLOATS | {UNAVAILABLE_VALUE, UNAVAILABLE_VALUE_BASE64}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +134,84 @@ class DecodeError(ValueError):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """What the landing needs of a change event, from `ChangeEvent` or from the structural fast path."""
+
+    op: str
+    row: dict[str, Any] | None
+    source_ts_us: int | None
+    lsn: int | None
+    tx_id: str | None
+    snapshot: bool
+    source_schema: str | None
+    source_table: str | None
+
+
+def _from_model(event: ChangeEvent) -> _Change:
+    source = event.source
+    return _Change(
+        event.op,
+        event.row,
+        source.commit_ts_us,
+        source.lsn,
+        source.tx_id,
+        source.is_snapshot,
+        source.source_schema,
+        source.table,
+    )
+
+
+def _fast_change(payload: dict[str, Any]) -> _Change | None:
+    """The change event of `payload` when every field the model checks has exactly its expected JSON type;
+    None for anything else, which then goes through the pydantic model (same result, or its error).
+
+    Equivalent to `ChangeEvent.model_validate` on the inputs it accepts, at a fraction of the cost: this is
+    the per-event hot path (see docs/benchmarks.md)."""
+    op = payload.get("op")
+    if type(op) is not str or op not in _CHANGE_OPS:
+        return None
+    before = payload.get("before")
+    after = payload.get("after")
+    if (before is not None and type(before) is not dict) or (after is not None and type(after) is not dict):
+        return None
+    if payload.get("transaction") is not None:
+        return None
+    ts_ms = payload.get("ts_ms")
+    if ts_ms is not None and type(ts_ms) is not int:
+        return None
+    source = payload.get("source")
+    if type(source) is not dict or "source_schema" in source or "tx_id" in source:
+        return None
+    # map() keeps these per-field checks in C.
+    if not _TEXT_OR_NONE.issuperset(map(type, map(source.get, _SOURCE_TEXT_FIELDS))):
+        return None
+    if not _INT_OR_NONE.issuperset(map(type, map(source.get, _SOURCE_INT_FIELDS))):
+        return None
+    snapshot = source.get("snapshot")
+    if snapshot is None or type(snapshot) is str:
+        is_snapshot = snapshot not in (None, "false")
+    elif type(snapshot) is bool:
+        is_snapshot = snapshot
+    else:
+        return None
+    tx_id = source.get("txId")
+    ts_us = source.get("ts_us")
+    source_ts_ms = source.get("ts_ms")
+    if ts_us is None and source_ts_ms is not None:
+        ts_us = source_ts_ms * 1000
+    return _Change(
+        op,
+        before if op == "d" else after,
+        ts_us,
+        source.get("lsn"),
+        None if tx_id is None else str(tx_id),
+        is_snapshot,
+        source.get("schema"),
+        source.get("table"),
+    )
+
+
 def classify_topic(topic: str) -> TopicKind:
     """Debezium's topic naming: `<prefix>.<schema>.<table>` for data, `<prefix>.transaction`,
     `<prefix>.message`, `__debezium-heartbeat.<prefix>`, and `<prefix>` alone for schema changes."""
@@ -179,6 +265,8 @@ class Decoder:
         self._inferred_schemas: dict[tuple[tuple[str, str], ...], TableSchema] = {}
         self._inferred_columns: dict[tuple[str, str], ColumnType | None] = {}
         self._table_versions: dict[str, TableSchema] = {}
+        self._inferred_by_shape: dict[tuple[tuple[str, ...], tuple[type, ...]], tuple[TableSchema, bool]] = {}
+        self._topic_kinds: dict[str, TopicKind] = {}
 
     # --------------------------------------------------------------------------------- entry point
     def decode(self, record: RawRecord) -> Decoded:
@@ -190,7 +278,11 @@ class Decoder:
             return DeadLetter(record, "value is nested too deeply to decode")
 
     def _decode(self, record: RawRecord) -> Decoded:
-        kind = classify_topic(record.topic)
+        kind = self._topic_kinds.get(record.topic)
+        if kind is None:
+            if len(self._topic_kinds) >= _MAX_CACHED_SCHEMAS:
+                self._topic_kinds.clear()
+            kind = self._topic_kinds[record.topic] = classify_topic(record.topic)
         if kind.kind == "heartbeat" and self.skip_heartbeats:
             return Skipped(record, "heartbeat")
         if kind.kind == "schema_change" and self.skip_schema_changes:
@@ -253,35 +345,63 @@ class Decoder:
     def _change_row(
         self, record: RawRecord, table: str, schema_bytes: bytes | None, payload: dict
     ) -> ChangeRow:
-        event = ChangeEvent.model_validate(payload)
+        event = _fast_change(payload) or _from_model(ChangeEvent.model_validate(payload))
         image = event.row
         if image is None and event.op != "t":
             raise DecodeError(
                 f"op '{event.op}' event has no {'before' if event.op == 'd' else 'after'} image"
             )
         image = image or {}
-        schema = self._connect_schema(schema_bytes) if schema_bytes is not None else self._infer_schema(image)
-        values, unavailable = self._convert(schema, image)
+        if schema_bytes is not None:
+            schema = self._connect_schema(schema_bytes)
+            values, unavailable = self._convert(schema, image)
+        else:
+            schema, values, unavailable = self._inferred(image)
         key_columns = None
         if self._table_versions.get(table) is not schema:
             self._table_versions[table] = schema
             key_columns = self._key_columns(record.key)
-        source = event.source
         return ChangeRow(
             record=record,
             table=table,
             schema=schema,
             values=values,
             op=event.op,
-            source_ts_us=source.commit_ts_us,
-            lsn=source.lsn,
-            tx_id=source.tx_id,
-            snapshot=source.is_snapshot,
+            source_ts_us=event.source_ts_us,
+            lsn=event.lsn,
+            tx_id=event.tx_id,
+            snapshot=event.snapshot,
             unavailable=unavailable,
-            source_schema=source.source_schema,
-            source_table=source.table,
+            source_schema=event.source_schema,
+            source_table=event.source_table,
             key_columns=key_columns,
         )
+
+    def _inferred(self, image: dict[str, Any]) -> tuple[TableSchema, dict[str, Any], list[str]]:
+        """Schema and values of a schemaless image. Fast path: when no value is an object, a list or one of
+        the special strings, the inferred type of each column follows from its Python type alone, so the
+        schema is cached by (names, types); when its converters only check that type (not so when a text
+        value meets a column first seen as a VariableScaleDecimal), values are taken as they are. Anything
+        else takes the general path."""
+        values = image.values()
+        types = tuple(map(type, values))
+        if dict not in types and list not in types and _SPECIAL_TEXT.isdisjoint(values):
+            shape = (tuple(image), types)
+            cached = self._inferred_by_shape.get(shape)
+            if cached is None:
+                schema = self._infer_schema(image)
+                plain = all(c.convert in TYPE_CHECK_ONLY_CONVERTERS for c in schema.columns)
+                if len(self._inferred_by_shape) >= _MAX_CACHED_SCHEMAS:
+                    self._inferred_by_shape.clear()
+                cached = self._inferred_by_shape[shape] = (schema, plain)
+            schema, plain = cached
+            if plain:
+                return schema, {k: v for k, v in image.items() if v is not None}, []
+            converted, unavailable = self._convert(schema, image)
+            return schema, converted, unavailable
+        schema = self._infer_schema(image)
+        converted, unavailable = self._convert(schema, image)
+        return schema, converted, unavailable
 
     @staticmethod
     def _convert(schema: TableSchema, image: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -291,15 +411,18 @@ class Decoder:
         for name, value in image.items():
             if value is None:
                 continue
-            if _is_unavailable(value):
+            # Inline pre-check of _is_unavailable: only strings and lists can be the placeholder.
+            kind = type(value)
+            if (kind is str or kind is list) and _is_unavailable(value):
                 unavailable.append(name)
                 continue
             column = by_name.get(name)
             if column is None:
                 raise DecodeError(f"column {name!r} is not in the event's schema")
-            if column.convert is not None:
+            convert = column.convert
+            if convert is not None:
                 try:
-                    value = column.convert(value)
+                    value = convert(value)
                 except (ValueError, TypeError, ArithmeticError) as error:
                     raise TypeMappingError(f"column {name!r} ({column.source_type}): {error}") from None
             values[name] = value

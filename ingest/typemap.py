@@ -409,6 +409,9 @@ def _inferred_text(value: Any) -> str:
 
 
 SPECIAL_FLOATS = frozenset({"NaN", "Infinity", "-Infinity"})
+# Inferred converters that return a value of the JSON type they infer from unchanged (the decoder skips them
+# when every value already has that type).
+TYPE_CHECK_ONLY_CONVERTERS = frozenset({_inferred_int, _inferred_float, _inferred_bool, _inferred_text})
 
 
 def is_variable_scale_decimal(value: Any) -> bool:

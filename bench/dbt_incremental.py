@@ -1,0 +1,178 @@
+"""Incremental cost: `dbt build` of the curated models after 10,000 new events, on top of histories of
+different sizes, and a full refresh at the largest size.
+
+One lake for the whole invocation, grown size by size: the event generator (`ingest generate`, schemas on,
+the configuration the curated contracts are typed for) produces history in chunks on one topic prefix, each
+chunk continuing the source's log (`--after-lsn/--after-tx-id`), and the real ingester lands it. At each
+history size: one untimed `dbt build --select curated` catches the models up; then per run: 10,000 new
+events, ingested, then the timed `dbt build --select curated` (models and their data tests). At the largest
+size the same runs also time `dbt build --select curated --full-refresh`. Figures: wall time of the dbt
+process (start-up and parsing included) and, from `run_results.json`, the summed execution time of the
+models and of the tests.
+
+Ratios: incremental at the largest history / at the smallest (goal <= 1.5 for 10M vs 1M); full refresh /
+incremental at the largest (goal >= 20). Full size (slow: hours on 2 shared cores, ~30 GB of broker memory):
+
+    .venv/bin/python bench/dbt_incremental.py --history 1000000,10000000 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from common import BIN, REPO, bench_env, dbt, ingest_until_caught_up, spread, write_result
+
+PREFIX = "benchinc"
+NEW_EVENTS = 10_000
+
+
+def source_position(env: dict[str, str]) -> tuple[int, int]:
+    from ingest.config import load_settings
+    from ingest.lake import connect
+
+    con = connect(load_settings("dev", project_dir=REPO, environ=env))
+    try:
+        tables = [
+            t
+            for (t,) in con.execute(
+                "select table_name from duckdb_tables() where database_name = 'lake' "
+                "and schema_name = 'staging' and table_name like 'inventory__%'"
+            ).fetchall()
+        ]
+        if not tables:
+            return 0, 0
+        union = " union all ".join(
+            f"select max(_cdc_lsn) as lsn, max(try_cast(_cdc_tx_id as bigint)) as tx from lake.staging.{t}"
+            for t in tables
+        )
+        lsn, tx = con.execute(f"select max(lsn), max(tx) from ({union})").fetchone()
+        return int(lsn or 0), int(tx or 0)
+    finally:
+        con.close()
+
+
+def staging_rows(env: dict[str, str]) -> int:
+    from ingest.config import load_settings
+    from ingest.lake import connect
+
+    con = connect(load_settings("dev", project_dir=REPO, environ=env))
+    try:
+        tables = con.execute(
+            "select table_name from duckdb_tables() where database_name = 'lake' "
+            "and schema_name = 'staging' and table_name like 'inventory__%'"
+        ).fetchall()
+        return sum(con.execute(f"select count(*) from lake.staging.{t}").fetchone()[0] for (t,) in tables)
+    finally:
+        con.close()
+
+
+def generate(env: dict[str, str], events: int, seed: int) -> None:
+    lsn, tx = source_position(env)
+    subprocess.run(
+        [
+            str(BIN / "ingest"),
+            "generate",
+            "--events",
+            str(events),
+            "--seed",
+            str(seed),
+            "--topic-prefix",
+            PREFIX,
+            "--after-lsn",
+            str(lsn),
+            "--after-tx-id",
+            str(tx),
+            "--partitions",
+            "1",
+        ],
+        env=env,
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def grow(env: dict[str, str], events: int, seed: int, chunk: int) -> None:
+    """Produce and land `events` change events, in chunks (the broker keeps everything in memory)."""
+    done = 0
+    while done < events:
+        size = min(chunk, events - done)
+        generate(env, size, seed + done)
+        ingest_until_caught_up(env)
+        done += size
+
+
+def timed_build(env: dict[str, str], work: Path, *extra: str) -> dict[str, float]:
+    wall = dbt(env, work, "build", "--select", "curated", "--indirect-selection", "cautious", *extra)
+    results = json.loads((work / "target" / "run_results.json").read_text())["results"]
+    models = sum(r["execution_time"] for r in results if r["unique_id"].startswith("model."))
+    tests = sum(r["execution_time"] for r in results if r["unique_id"].startswith("test."))
+    return {"wall_s": wall, "models_s": models, "tests_s": tests}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--history", default="100000,1000000", help="history sizes (change events)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--chunk", type=int, default=500_000, help="events produced per generator call")
+    args = parser.parse_args()
+    sizes = sorted(int(s) for s in args.history.split(","))
+    results: dict[str, dict] = {}
+    with bench_env() as bench:
+        env = bench.lake_env(rf"^{PREFIX}[.]")
+        work = Path(tempfile.mkdtemp(prefix="inc-", dir=bench.state))
+        landed = 0
+        seed = 1
+        for size in sizes:
+            started = time.perf_counter()
+            grow(env, size - landed, seed, args.chunk)
+            seed += size
+            landed = size
+            dbt(env, work, "build", "--select", "curated", "--indirect-selection", "cautious")
+            print(f"history {size:,}: grown and built in {time.perf_counter() - started:.0f} s", flush=True)
+            rows: dict[str, list[float]] = {}
+            for run in range(args.runs):
+                grow(env, NEW_EVENTS, seed, NEW_EVENTS)
+                seed += NEW_EVENTS
+                landed += NEW_EVENTS
+                incremental = timed_build(env, work)
+                for name, value in incremental.items():
+                    rows.setdefault(f"incremental_{name}", []).append(value)
+                line = f"history {size:,} run {run + 1}: incremental {incremental['wall_s']:.1f} s"
+                if size == sizes[-1]:
+                    full = timed_build(env, work, "--full-refresh")
+                    for name, value in full.items():
+                        rows.setdefault(f"full_refresh_{name}", []).append(value)
+                    ratio = full["wall_s"] / incremental["wall_s"]
+                    rows.setdefault("full_over_incremental", []).append(ratio)
+                    line += f", full refresh {full['wall_s']:.1f} s"
+                print(line, flush=True)
+            results[str(size)] = {name: spread(values) for name, values in rows.items()}
+            results[str(size)]["staging_rows"] = staging_rows(env)
+    small, large = str(sizes[0]), str(sizes[-1])
+    if small != large:
+        results["incremental_large_over_small"] = {
+            part: results[large][f"incremental_{part}_s"]["median"]
+            / results[small][f"incremental_{part}_s"]["median"]
+            for part in ("wall", "models", "tests")
+        }
+    write_result(
+        "dbt_incremental",
+        f"python bench/dbt_incremental.py --history {args.history} --runs {args.runs}",
+        results,
+        history=sizes,
+        new_events=NEW_EVENTS,
+        runs=args.runs,
+        goal="incremental(10M) / incremental(1M) <= 1.5; full refresh(10M) / incremental(10M) >= 20",
+    )
+
+
+if __name__ == "__main__":
+    main()

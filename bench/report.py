@@ -1,0 +1,177 @@
+"""Render bench/results/*.json into the generated section of docs/benchmarks.md.
+
+Only the text between the two markers is replaced; everything else in the file (analysis, other teams'
+sections) is kept as written.
+
+    .venv/bin/python bench/report.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+DOC = REPO / "docs" / "benchmarks.md"
+BEGIN = "<!-- bench/report.py: generated section, begin (do not edit by hand) -->"
+END = "<!-- bench/report.py: generated section, end -->"
+
+
+def fmt(value: float, digits: int = 0) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def triple(stat: dict, digits: int = 0, unit: str = "") -> str:
+    return (
+        f"{fmt(stat['median'], digits)}{unit} ({fmt(stat['min'], digits)}-{fmt(stat['max'], digits)})"
+        if stat["min"] != stat["max"]
+        else f"{fmt(stat['median'], digits)}{unit}"
+    )
+
+
+def header(title: str, report: dict) -> list[str]:
+    m = report["machine"]
+    return [
+        f"### {title}",
+        "",
+        f"Command: `.venv/bin/{report['command']}`. Goal: {report.get('goal', 'n/a')}.",
+        f"Machine: {m['cpus']} cores, {m['memory_gib']} GiB, Python {m['python']}, {m['date']}, "
+        f"load average at the end {m['load_average_at_end']} (shared with five other engineers).",
+        "Figures: median (min-max) of the runs.",
+        "",
+    ]
+
+
+def ingest_throughput(report: dict) -> list[str]:
+    lines = header("Ingest throughput vs raw confluent-kafka consume", report)
+    lines += [
+        "| mode | value size | raw consume (events/s) | landed (events/s) | landed / raw |",
+        "|---|---|---|---|---|",
+    ]
+    for mode, r in report["results"].items():
+        lines.append(
+            f"| {mode} | {r['value_bytes']} B | {triple(r['raw_consume_per_s'])} | "
+            f"{triple(r['landed_per_s'])} | **{triple(r['ratio'], 3)}** |"
+        )
+    return lines
+
+
+def peer_dlt(report: dict) -> list[str]:
+    r = report["results"]
+    lines = header(f"Peer: dlt merge into DuckDB ({fmt(report['events'])} events)", report)
+    lines += [
+        "| figure | value |",
+        "|---|---|",
+        f"| dlt (extract + normalize + merge load) events/s | {triple(r['dlt_per_s'])} |",
+        f"| ours (ingest to staging + dbt run history & current) events/s | {triple(r['ours_per_s'])} |",
+        f"| ours / dlt (events/s ratio) | **{triple(r['ratio'], 2)}** |",
+        f"| ours staging only / dlt | {triple(r['ratio_staging_only'], 2)} |",
+        f"| dlt seconds | {triple(r['dlt_s'], 1)} |",
+        f"| our ingest seconds (CLI process, start-up included) | {triple(r['ingest_s'], 1)} |",
+        f"| our dbt run seconds (process, parse included) | {triple(r['dbt_s'], 1)} |",
+        f"| equal end results (same rows per key, {fmt(r['live_keys'])} live keys) | "
+        f"{'yes' if r['equal_end_results'] else 'NO'} |",
+    ]
+    return lines
+
+
+def freshness(report: dict) -> list[str]:
+    lines = header(f"Freshness: produce to visible in staging ({report['duration_s']:g} s per run)", report)
+    lines += [
+        f"Poll interval {report['poll_ms']} ms (adds up to that to each figure); ingester "
+        f"`batch.max_ms={report['batch_max_ms']}`.",
+        "",
+        "| rate | p50 (ms) | p99 (ms) | max (ms) | batches | events/batch | landing p50 (ms) "
+        "| landing p99 (ms) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for rate, r in report["results"].items():
+        lines.append(
+            f"| {rate} | {triple(r['p50_ms'])} | **{triple(r['p99_ms'])}** | {triple(r['max_ms'])} | "
+            f"{triple(r['batches'])} | {triple(r['mean_batch_events'])} | {triple(r['land_p50_ms'])} | "
+            f"{triple(r['land_p99_ms'])} |"
+        )
+    return lines
+
+
+def dbt_incremental(report: dict) -> list[str]:
+    r = report["results"]
+    sizes = [str(s) for s in report["history"]]
+    lines = header(
+        f"Incremental cost: dbt build of the curated models after {fmt(report['new_events'])} new events",
+        report,
+    )
+    lines += [
+        "| history (change events) | staging rows | incremental wall (s) | incremental models (s) | "
+        "incremental tests (s) | full refresh wall (s) | full refresh models (s) | full / incremental |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for size in sizes:
+        row = r[size]
+        full = row.get("full_refresh_wall_s")
+        lines.append(
+            f"| {fmt(int(size))} | {fmt(row['staging_rows'])} | {triple(row['incremental_wall_s'], 1)} | "
+            f"{triple(row['incremental_models_s'], 1)} | {triple(row['incremental_tests_s'], 1)} | "
+            f"{triple(full, 1) if full else '-'} | "
+            f"{triple(row['full_refresh_models_s'], 1) if full else '-'} | "
+            f"{triple(row['full_over_incremental'], 2) if full else '-'} |"
+        )
+    ratio = r.get("incremental_large_over_small")
+    if ratio:
+        lines += [
+            "",
+            f"Incremental at {fmt(int(sizes[-1]))} / at {fmt(int(sizes[0]))} (medians): wall "
+            f"**{ratio['wall']:.2f}**, models {ratio['models']:.2f}, tests {ratio.get('tests', 0):.2f}.",
+        ]
+    return lines
+
+
+def memory(report: dict) -> list[str]:
+    r = report["results"]
+    lines = header(f"Memory: draining a backlog of {fmt(report['events'])} events", report)
+    lines += [
+        "| peak RSS (MB) | median RSS (MB) | drain (s) | drain (events/s) |",
+        "|---|---|---|---|",
+        f"| **{triple(r['peak_rss_mb'])}** | {triple(r['median_rss_mb'])} | {triple(r['drain_s'])} | "
+        f"{triple(r['drain_per_s'])} |",
+    ]
+    return lines
+
+
+RENDERERS = {
+    "ingest_throughput": ingest_throughput,
+    "peer_dlt": peer_dlt,
+    "freshness": freshness,
+    "dbt_incremental": dbt_incremental,
+    "memory": memory,
+}
+
+
+def render() -> str:
+    parts = [BEGIN, "", "## Results (generated)", ""]
+    for name, renderer in RENDERERS.items():
+        path = RESULTS / f"{name}.json"
+        if path.exists():
+            parts += [*renderer(json.loads(path.read_text())), ""]
+        else:
+            parts += [f"### {name}", "", f"Not run yet: `.venv/bin/python bench/{name}.py`.", ""]
+    parts.append(END)
+    return "\n".join(parts)
+
+
+def main() -> None:
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    generated = render()
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + generated + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + generated + "\n"
+    DOC.write_text(text)
+    print(f"updated {DOC.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
