@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint unit integration dbt-build bench bench-latency soak down clean
+.PHONY: install system-deps demo demo-postgres test lint unit integration dbt-build bench bench-latency soak down clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -21,8 +21,16 @@ install: $(STAMP)
 demo: install
 	$(BIN)/ingest demo
 
+## The same pipeline fed by a real source: PostgreSQL + the Debezium connector on Kafka Connect (OpenJDK 17).
+demo-postgres: install system-deps
+	$(BIN)/ingest demo-postgres
+
+## OpenJDK 17 and PostgreSQL 15 from apt, only if missing and only as root (CI); else a hint.
+system-deps:
+	bash .ci/system-deps
+
 ## Every check: ruff, sqlfluff (dbt templater), pytest (unit + integration with the real broker, lake, dbt).
-test: install lint
+test: install system-deps lint
 	$(BIN)/pytest -q
 
 lint: install

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -156,3 +157,16 @@ def ensure_topics(
         except KafkaException as error:
             if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise BrokerError(f"could not create topic {topic}: {error}") from error
+
+
+def topic_prefix_of(pattern: str, default: str = "dbserver1") -> str:
+    """The Debezium topic.prefix a `topics` pattern like `^dbserver1\\.` names (else the default)."""
+    match = re.fullmatch(r"\^?([A-Za-z0-9_-]+)\\\.(\.\*)?", pattern)
+    return match.group(1) if match else default
+
+
+def inventory_topics(prefix: str) -> list[str]:
+    """The topics Debezium writes for the inventory domain: one per table, transactions, messages."""
+    from ingest.generator import TABLES
+
+    return [f"{prefix}.inventory.{t.name}" for t in TABLES] + [f"{prefix}.transaction", f"{prefix}.message"]

@@ -260,10 +260,25 @@ def _broker(target: str | None, port: int | None) -> EmbeddedBroker:
 
 
 @broker_app.command("start")
-def broker_start(target: TargetOption = None, port: PortOption = None) -> None:
-    """Start the embedded broker (in memory: a restart loses every topic)."""
-    status = _broker(target, port).start()
+def broker_start(
+    target: TargetOption = None,
+    port: PortOption = None,
+    topic_prefix: Annotated[
+        str | None, typer.Option(help="pre-create this Debezium prefix's topics (default: from `topics`)")
+    ] = None,
+) -> None:
+    """Start the embedded broker (in memory: a restart loses every topic) and pre-create the inventory
+    topics with `kafka.topic_partitions` partitions (Tansu would auto-create them with 4)."""
+    from ingest.broker import ensure_topics, inventory_topics, topic_prefix_of
+
+    settings = _settings(target)
+    broker = _broker(target, port)
+    status = broker.start()
+    topics = inventory_topics(topic_prefix or topic_prefix_of(settings.topics))
+    partitions = settings.kafka.topic_partitions
+    ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, topics, partitions)
     typer.echo(f"broker running on 127.0.0.1:{status.port} (pid {status.pid}, log {status.log_file})")
+    typer.echo(f"topics ({partitions} partition{'s' if partitions > 1 else ''}): {', '.join(topics)}")
 
 
 @broker_app.command("stop")
@@ -341,6 +356,36 @@ def demo(
         _fail(str(error))
 
 
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@app.command("demo-postgres")
+def demo_postgres(
+    target: TargetOption = None,
+    statements: Annotated[int, typer.Option(help="generated SQL changes after the corpus scenario")] = 500,
+    postgres_bin: Annotated[
+        str | None, typer.Option(help="PostgreSQL bin directory (default: Debian's 15, else the embedded)")
+    ] = None,
+    schemas: Annotated[bool, typer.Option("--schemas/--no-schemas", help="JsonConverter schemas")] = True,
+) -> None:
+    """A real source: PostgreSQL, the Debezium connector on Kafka Connect, the broker, ingester, dbt build;
+    then the marts and the curated tables compared with PostgreSQL (exit 3 if they differ)."""
+    from rich.console import Console
+
+    from ingest.demo import DemoError, run_postgres_demo
+    from ingest.postgres_source import SourceError
+
+    configure_logging("text", level=logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)  # so PostgreSQL, Java and the broker are stopped on SIGTERM too
+    try:
+        differences = run_postgres_demo(_settings(target), statements, Console(), postgres_bin, schemas)
+    except (DemoError, SourceError, IngestError, LandingError) as error:
+        _fail(str(error))
+    if not all(d.equal for d in differences):
+        _fail("the curated tables differ from PostgreSQL (see above)", code=3)
+
+
 # -------------------------------------------------------------------------------------------- corpus
 @app.command("produce-corpus")
 def produce_corpus(
@@ -370,6 +415,10 @@ def generate(
     after_lsn: Annotated[int, typer.Option(min=0, help="continue a source whose log reached this LSN")] = 0,
     after_tx_id: Annotated[int, typer.Option(min=0, help="... and this transaction id")] = 0,
     partitions: Annotated[int | None, typer.Option(min=1, help="default: kafka.topic_partitions")] = None,
+    continue_from: Annotated[
+        str | None,
+        typer.Option(help="event counts of earlier runs with this seed, e.g. 5000,300: go on from their end"),
+    ] = None,
     add_column_after: Annotated[
         int | None, typer.Option(min=0, help="change events before customers gains `phone` (default: half)")
     ] = None,
@@ -389,6 +438,7 @@ def generate(
         add_column_after=add_column_after,
         after_lsn=after_lsn,
         after_tx_id=after_tx_id,
+        continue_from=tuple(int(n) for n in continue_from.split(",") if n.strip()) if continue_from else (),
     )
     source = gen.InventoryGenerator(config, clock=gen.wall_clock_us)
     faults = gen.DeliveryFaults(source, duplicates=duplicates, late=late, seed=seed)
@@ -400,7 +450,7 @@ def generate(
         kinds = {kind: n for (t, kind), n in sorted(source.counts.items()) if t == table}
         typer.echo(f"{topic}: {report.per_topic[topic]} records {kinds}")
     typer.echo(
-        f"{source.change_events} change events, {report.rows} rows to land, {report.records} records "
+        f"{source.emitted_change_events} change events, {report.rows} rows to land, {report.records} records "
         f"({faults.stats.duplicates} duplicates, {faults.stats.late} late) in {report.elapsed_s:.1f} s"
         + (" (interrupted)" if report.interrupted else "")
     )

@@ -21,7 +21,10 @@ Three layers, the first two pure and deterministic per seed:
 
 from __future__ import annotations
 
+import base64
+import collections
 import heapq
+import itertools
 import logging
 import random
 import time
@@ -121,6 +124,42 @@ TRANSACTION_BLOCK_SCHEMA: dict[str, Any] = {
     "version": 1,
     "field": "transaction",
 }
+MESSAGE_KEY_SCHEMA: dict[str, Any] = {
+    "type": "struct",
+    "fields": [{"type": "string", "optional": True, "field": "prefix"}],
+    "optional": False,
+    "name": "io.debezium.connector.postgresql.MessageKey",
+    "version": 1,
+}
+MESSAGE_VALUE_SCHEMA: dict[str, Any] = {
+    "type": "struct",
+    "fields": [
+        {"type": "string", "optional": False, "field": "op"},
+        {"type": "int64", "optional": True, "field": "ts_ms"},
+        SOURCE_SCHEMA,
+        TRANSACTION_BLOCK_SCHEMA,
+        {
+            "type": "struct",
+            "fields": [
+                {"type": "string", "optional": True, "field": "prefix"},
+                {"type": "bytes", "optional": True, "field": "content"},
+            ],
+            "optional": False,
+            "name": "io.debezium.connector.postgresql.Message",
+            "version": 1,
+            "field": "message",
+        },
+    ],
+    "optional": False,
+    "name": "io.debezium.connector.postgresql.MessageValue",
+    "version": 1,
+}
+# The END record of a transaction that only emitted a logical message names this (a Debezium bug: the
+# monitor's key object's toString, with a Java identity hash); see the corpus README.
+MESSAGE_DATA_COLLECTION = (
+    "io.debezium.connector.postgresql.LogicalDecodingMessageMonitor$LogicalDecodingMessageId@"
+)
+MESSAGE_PREFIXES = ("inventory-audit", "price-review", "batch-marker")
 TRANSACTION_KEY_SCHEMA: dict[str, Any] = {
     "type": "struct",
     "fields": [{"type": "string", "optional": False, "field": "id"}],
@@ -481,6 +520,10 @@ class Inventory:
         self.pools[table].add(key)
         self._index(table, row, add=True)
 
+    def clear(self, table: str) -> None:
+        for row in list(self.rows[table].values()):
+            self.delete(table, row)
+
     def delete(self, table: str, row: Row) -> None:
         key = row[self.keys[table]]
         del self.rows[table][key]
@@ -508,10 +551,11 @@ class Inventory:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One row change of a planned transaction. op `k` is a primary-key change (before = old row)."""
+    """One row change of a planned transaction. op `k` is a primary-key change (before = old row), `t` a
+    TRUNCATE of the table (no rows), `m` a logical decoding message (prefix, content, transactional)."""
 
     table: str
-    op: str  # c | u | d | k
+    op: str  # c | u | d | k | t | m
     before: Row | None
     after: Row | None
 
@@ -618,11 +662,15 @@ KIND_WEIGHTS = {
     "discontinue_product": 2,
     "renumber": 2,
     "bulk_restock": 2,
+    "message": 2,  # pg_logical_emit_message(): topic <prefix>.message
+    "stock_take": 1,  # TRUNCATE products_on_hand, then every counted stock row again, in one transaction
 }
 _KINDS = list(KIND_WEIGHTS)
 _WEIGHTS = [KIND_WEIGHTS[k] for k in _KINDS]
 SUBSTITUTES = {"signup": "close_account", "place_order": "cancel_order", "new_product": "discontinue_product"}
 MIN_ROWS = 3  # never delete customers or products below this: orders need somebody and something
+MAX_STOCK_TAKE = 500  # stock rows a TRUNCATE + re-insert transaction may hold
+STOCK_TAKE_SPACING = 1000  # change events between stock takes: a periodic event, not a constant one
 
 
 @dataclass(frozen=True)
@@ -639,11 +687,17 @@ class GeneratorConfig:
     # every LSN and transaction id generated is above these.
     after_lsn: int = 0
     after_tx_id: int = 0
+    # Continue the source of earlier runs with this seed and these event counts: their snapshot and changes
+    # are replayed silently (the same seed makes the same changes), then `events` new ones are emitted. The
+    # keys, sequences, LSNs and transaction ids then go on from where the last run left the database.
+    continue_from: tuple[int, ...] = ()
 
     @property
     def column_added_at(self) -> int | None:
-        at = self.events // 2 if self.add_column_after is None else self.add_column_after
-        return at if at < self.events else None
+        """Change events (counted from the first run) before ADD COLUMN phone: half of the first run."""
+        first = self.continue_from[0] if self.continue_from else self.events
+        at = first // 2 if self.add_column_after is None else self.add_column_after
+        return at if at < sum(self.continue_from) + self.events else None
 
 
 Clock = Callable[[], int]  # microseconds since the epoch
@@ -661,12 +715,16 @@ class InventoryGenerator:
         self._tables = {t.name: t for t in TABLES}
         self._codecs = {t.name: _table_codec(self.prefix, t, config.schemas) for t in TABLES}
         self.transaction_topic = f"{self.prefix}.transaction"
+        self.message_topic = f"{self.prefix}.message"
+        self._message_key = _Wrapper(MESSAGE_KEY_SCHEMA if config.schemas else None)
+        self._message_value = _Wrapper(MESSAGE_VALUE_SCHEMA if config.schemas else None)
         self._tx_key = _Wrapper(TRANSACTION_KEY_SCHEMA if config.schemas else None)
         self._tx_value = _Wrapper(TRANSACTION_VALUE_SCHEMA if config.schemas else None)
         self.inventory = Inventory(TABLES)
         self.counts: Counter[tuple[str, str]] = Counter()  # (table or "transaction", op/kind) -> records
         self.change_events = 0
         self.column_added = False
+        self._last_stock_take = 0
         self._now_us = clock() if clock else config.start_us
         self._last_commit_us = 0
         # Snapshot transaction id and LSN: arbitrary but seeded, in the ranges a young database has.
@@ -680,16 +738,40 @@ class InventoryGenerator:
 
     @property
     def topics(self) -> list[str]:
-        return [c.topic for c in self._codecs.values()] + [self.transaction_topic]
+        return [c.topic for c in self._codecs.values()] + [self.transaction_topic, self.message_topic]
+
+    @property
+    def emitted_change_events(self) -> int:
+        return self.change_events - sum(self.config.continue_from)
 
     def __iter__(self) -> Iterator[Record]:
-        yield from self._snapshot()
+        earlier = list(itertools.accumulate(self.config.continue_from))  # where each earlier run ended
+        emit_from = earlier[-1] if earlier else 0
+        snapshot = self._snapshot()
+        if emit_from:
+            collections.deque(snapshot, maxlen=0)  # a restarted connector does not snapshot again
+        else:
+            yield from snapshot
         add_column_at = self.config.column_added_at
-        while self.change_events < self.config.events:
-            if add_column_at is not None and not self.column_added and self.change_events >= add_column_at:
-                self._add_phone_column()
-            changes = self._plan(self.config.events - self.change_events)
-            yield from self._transaction(changes)
+        for end in [*earlier, emit_from + self.config.events]:
+            while self.change_events < end:
+                if (
+                    add_column_at is not None
+                    and not self.column_added
+                    and self.change_events >= add_column_at
+                ):
+                    self._add_phone_column()
+                changes = self._plan(end - self.change_events)
+                if changes[0].op == "m" and not changes[0].after["transactional"]:
+                    records = self._non_transactional_message(changes[0])
+                else:
+                    records = self._transaction(changes)
+                if end <= emit_from:
+                    collections.deque(records, maxlen=0)
+                else:
+                    yield from records
+            if end == emit_from:
+                self.counts.clear()  # report what this run emits
 
     # ------------------------------------------------------------------------------ headers & time
     def _context_headers(self) -> Headers:
@@ -745,13 +827,21 @@ class InventoryGenerator:
                 )
                 processing_us += self._rng.randrange(100, 2000)
                 yield self._data_record(table.name, "r", None, dict(row), source, None, processing_us)
+        # What commits after the snapshot's consistent point commits after the snapshot began.
+        self._last_commit_us = max(self._last_commit_us, snapshot_us)
 
     # ---------------------------------------------------------------------------------- transactions
     def _transaction(self, changes: list[Change]) -> Iterator[Record]:
         tx_id = self._next_tx_id()
         commit_us, processing_us = self._advance_clock(sum(c.events for c in changes))
-        # The first data event's LSN: right at the previous commit, or after other sessions' WAL.
-        lsn = self._lsn if self._rng.random() < 0.5 else self._next_lsn(8, 4096)
+        # The first data event's LSN: the record right after the previous commit (or the snapshot's
+        # consistent point), or further on after other sessions' WAL. Never equal to it: every WAL record
+        # has a position of its own, and consumers order versions of a key by LSN.
+        if self._rng.random() < 0.5:
+            self._lsn += 8
+            lsn = self._lsn
+        else:
+            lsn = self._next_lsn(8, 4096)
         yield self._tx_record("BEGIN", f"{tx_id}:{lsn}", commit_us, None)
         per_table: dict[str, int] = {}
         total = 0
@@ -759,6 +849,15 @@ class InventoryGenerator:
             if index:
                 lsn = self._next_lsn(64, 640)
             sequence = orjson.dumps([_text(self._last_commit_lsn), str(lsn)]).decode()
+            if change.op == "m":
+                total += 1
+                block = {"id": f"{tx_id}:{lsn}", "total_order": total, "data_collection_order": 1}
+                per_table[""] = 1
+                source = self._message_source(commit_us, tx_id, lsn, sequence)
+                processing_us += self._rng.randrange(50, 800)
+                yield self._message_record(change, source, block, processing_us)
+                self._apply(change)
+                continue
             for op, before, after, extra in self._events(change):
                 if op is None:  # tombstone: same key as the delete, no envelope, no transaction slot
                     yield self._tombstone(change.table, before, extra)
@@ -783,6 +882,8 @@ class InventoryGenerator:
         table = self._tables[change.table]
         if change.op == "c":
             yield "c", None, dict(change.after or {}), []
+        elif change.op == "t":  # no rows, no key, no tombstone
+            yield "t", None, None, []
         elif change.op == "u":
             before = dict(change.before or {}) if table.full_identity else None  # DEFAULT: no old image
             yield "u", before, dict(change.after or {}), []
@@ -807,7 +908,11 @@ class InventoryGenerator:
         return {c.name: (row[c.name] if c.name == table.key else c.zero) for c in table.columns}
 
     def _apply(self, change: Change) -> None:
-        if change.op == "c":
+        if change.op == "m":
+            pass
+        elif change.op == "t":
+            self.inventory.clear(change.table)
+        elif change.op == "c":
             self.inventory.insert(change.table, dict(change.after or {}))
         elif change.op == "u":
             self.inventory.update(change.table, change.before or {}, dict(change.after or {}))
@@ -851,6 +956,42 @@ class InventoryGenerator:
             "origin_lsn": None,
         }
 
+    def _message_source(self, at_us: int, tx_id: int | None, lsn: int, sequence: str) -> Row:
+        """A logical decoding message belongs to no table: schema and table are empty strings."""
+        return {
+            **self._source(self._tables["customers"], at_us, 0, lsn, sequence, "false"),
+            "schema": "",
+            "table": "",
+            "txId": tx_id,
+        }
+
+    def _message_record(self, change: Change, source: Row, block: Row | None, processing_us: int) -> Record:
+        message = change.after or {}
+        value = {
+            "op": "m",
+            "ts_ms": processing_us // 1000,
+            "source": source,
+            "transaction": block,
+            "message": {
+                "prefix": message["prefix"],
+                "content": base64.b64encode(message["content"]).decode(),
+            },
+        }
+        self.counts[("message", "transactional" if block else "non-transactional")] += 1
+        # Message records carry no headers (the corpus's message topic has none).
+        key = self._message_key({"prefix": message["prefix"]})
+        return Record(self.message_topic, key, self._message_value(value), [])
+
+    def _non_transactional_message(self, change: Change) -> Iterator[Record]:
+        """pg_logical_emit_message(false, ...): no BEGIN/END, txId and transaction block null."""
+        commit_us, processing_us = self._advance_clock(1)
+        lsn = self._next_lsn(64, 640)
+        sequence = orjson.dumps([str(lsn), str(lsn)]).decode()
+        yield self._message_record(
+            change, self._message_source(commit_us, None, lsn, sequence), None, processing_us
+        )
+        self._apply(change)
+
     def _key(self, table: str, row: Row) -> bytes:
         codec = self._codecs[table]
         return codec.key({codec.table.key: row[codec.table.key]})
@@ -879,9 +1020,9 @@ class InventoryGenerator:
         }
         self.counts[(table, op)] += 1
         key_row = after if after is not None else before
-        assert key_row is not None
+        key = None if key_row is None else self._key(table, key_row)  # TRUNCATE: null key
         headers = [*extra_headers, *self._headers] if extra_headers else self._headers
-        return Record(codec.topic, self._key(table, key_row), codec.value(payload), headers)
+        return Record(codec.topic, key, codec.value(payload), headers)
 
     def _tombstone(self, table: str, row: Row | None, extra_headers: Headers) -> Record:
         assert row is not None
@@ -892,7 +1033,12 @@ class InventoryGenerator:
     def _tx_record(self, status: str, tx_id: str, commit_us: int, per_table: dict[str, int] | None) -> Record:
         collections = None
         if per_table is not None:
-            names = {self._tables[t].data_collection: n for t, n in per_table.items()}
+            names = {
+                self._tables[t].data_collection
+                if t
+                else f"{MESSAGE_DATA_COLLECTION}{self._identity_hash()}": n
+                for t, n in per_table.items()
+            }
             collections = [
                 {"data_collection": n, "event_count": names[n]} for n in java_hashmap_order(list(names))
             ]
@@ -906,6 +1052,9 @@ class InventoryGenerator:
         self.counts[("transaction", status)] += 1
         # Transaction metadata records carry no headers (the connector adds context headers to data only).
         return Record(self.transaction_topic, self._tx_key({"id": tx_id}), self._tx_value(value), [])
+
+    def _identity_hash(self) -> str:
+        return f"{self._rng.randrange(1, 1 << 31):x}"  # Java's Object.hashCode, as Integer.toHexString
 
     # -------------------------------------------------------------------------------------- planning
     def _plan(self, budget: int) -> list[Change]:
@@ -990,7 +1139,10 @@ class InventoryGenerator:
         order = self.inventory.choice("orders", self._rng)
         if order is None:
             return None
-        stock = self.inventory.get("products_on_hand", order["product_id"])
+        stock = self.inventory.rows["products_on_hand"].get(order["product_id"])
+        if stock is None:  # dropped at a stock take: INSERT ... ON CONFLICT DO UPDATE creates it again
+            back = {"product_id": order["product_id"], "quantity": order["quantity"]}
+            return [Change("orders", "d", order, None), Change("products_on_hand", "c", None, back)]
         return [
             Change("orders", "d", order, None),
             _set(stock, "products_on_hand", quantity=stock["quantity"] + order["quantity"]),
@@ -1001,16 +1153,23 @@ class InventoryGenerator:
         if order is None:
             return None
         quantity = self._rng.choice(ORDER_SIZES)
-        stock = self.inventory.get("products_on_hand", order["product_id"])
+        stock = self.inventory.rows["products_on_hand"].get(order["product_id"])
+        if stock is None:
+            return None
         left = stock["quantity"] + order["quantity"] - quantity
         if quantity == order["quantity"] or left < 0:
             return None
         return [_set(order, "orders", quantity=quantity), _set(stock, "products_on_hand", quantity=left)]
 
     def _plan_restock(self) -> list[Change]:
-        stock = self.inventory.choice("products_on_hand", self._rng)
-        assert stock is not None
-        return [_set(stock, "products_on_hand", quantity=stock["quantity"] + self._rng.randrange(5, 50))]
+        product = self.inventory.choice("products", self._rng)
+        assert product is not None  # products never drop below MIN_ROWS
+        delivered = self._rng.randrange(5, 50)
+        stock = self.inventory.rows["products_on_hand"].get(product["id"])
+        if stock is None:  # its row went at a stock take: INSERT ... ON CONFLICT DO UPDATE
+            row = {"product_id": product["id"], "quantity": delivered}
+            return [Change("products_on_hand", "c", None, row)]
+        return [_set(stock, "products_on_hand", quantity=stock["quantity"] + delivered)]
 
     def _plan_bulk_restock(self) -> list[Change] | None:
         # UPDATE products_on_hand SET quantity = quantity + n WHERE product_id IN (...): one tx, many rows.
@@ -1089,7 +1248,9 @@ class InventoryGenerator:
         assert product is not None
         if self.inventory.children_of("orders", "product_id", product["id"]):
             return None
-        stock = self.inventory.get("products_on_hand", product["id"])
+        stock = self.inventory.rows["products_on_hand"].get(product["id"])
+        if stock is None:  # no stock row since a stock take
+            return [Change("products", "d", product, None)]
         return [Change("products_on_hand", "d", stock, None), Change("products", "d", product, None)]
 
     def _plan_renumber(self) -> list[Change] | None:
@@ -1099,6 +1260,37 @@ class InventoryGenerator:
         if row is None:
             return None
         return [Change(table, "k", row, {**row, "id": self.inventory.next_id(table)})]
+
+    def _plan_message(self) -> list[Change]:
+        """SELECT pg_logical_emit_message(transactional, prefix, content): an application's note."""
+        prefix = self._rng.choice(MESSAGE_PREFIXES)
+        note = {"note": prefix, "n": self.change_events, "by": self._rng.choice(LAST_NAMES).lower()}
+        transactional = self._rng.random() < 0.5
+        return [
+            Change(
+                "",
+                "m",
+                None,
+                {"prefix": prefix, "content": orjson.dumps(note), "transactional": transactional},
+            )
+        ]
+
+    def _plan_stock_take(self) -> list[Change] | None:
+        """TRUNCATE products_on_hand, then the counted stock of every product that has any, in one
+        transaction: the stream carries a TRUNCATE (op t, no key, no tombstone) and the rows of products
+        counted at zero are gone for good (until a cancelled order or a restock brings one back)."""
+        stock = self.inventory.rows["products_on_hand"]
+        if len(stock) > MAX_STOCK_TAKE or self.change_events - self._last_stock_take < STOCK_TAKE_SPACING:
+            return None
+        self._last_stock_take = self.change_events
+        counted = [
+            {"product_id": key, "quantity": row["quantity"] + self._rng.randrange(0, 3)}
+            for key, row in sorted(stock.items())
+            if row["quantity"] > 0
+        ]
+        return [Change("products_on_hand", "t", None, None)] + [
+            Change("products_on_hand", "c", None, row) for row in counted
+        ]
 
 
 def _set(row: Row, table: str, **values: Any) -> Change:
