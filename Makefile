@@ -43,6 +43,10 @@ lint: install
 unit: install
 	$(BIN)/pytest -q -m "not integration"
 
+## Long reliability runs (50 kills under the generator, 10 minutes of concurrency): docs/reliability.md.
+soak: install
+	$(BIN)/pytest -q -s -m soak -p no:cacheprovider -o addopts=""
+
 ## Benchmarks (bench/): results in bench/results/*.json and docs/benchmarks.md. BENCH_SCALE=quick for a short run.
 BENCH_SCALE ?= full
 bench: install

@@ -33,7 +33,10 @@ class EmbeddedCatalog:
 
     def start(self) -> str:
         """Start the server if needed, create the catalog database, return its libpq connection string."""
+        was_running = self.status().running
         server = self._server()
+        if not was_running:
+            log.info("started the embedded catalog PostgreSQL in %s", self.pgdata)
         info = server.get_postmaster_info()
         existing = server.psql(f"select 1 from pg_database where datname = '{self.database}';")
         if "(1 row)" not in existing:

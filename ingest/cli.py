@@ -19,7 +19,7 @@ from ingest.broker import EmbeddedBroker, parse_bootstrap
 from ingest.catalog import EmbeddedCatalog
 from ingest.config import ConfigError, IngestSettings, load_settings
 from ingest.consumer import Ingester, IngestError
-from ingest.logs import configure_logging
+from ingest.logs import configure_logging, scrub
 from ingest.sink import LakeSink, LandingError
 
 app = typer.Typer(
@@ -46,7 +46,8 @@ def _settings(target: str | None, **overrides: Any) -> IngestSettings:
 
 
 def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    # errors from libraries can carry connection strings with passwords
+    typer.secho(f"error: {scrub(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
@@ -219,7 +220,10 @@ def sql(
 
     from ingest.lake import connect
 
-    con = connect(settings)
+    try:
+        con = connect(settings)
+    except DuckDBError as error:
+        _fail(f"cannot open the lake: {error}")
     try:
         cursor = con.execute(query)
         if cursor.description is None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from ingest.batch import Batch
 from ingest.config import IngestSettings
@@ -118,7 +118,10 @@ class Ingester:
         stop = stop or threading.Event()
         self.positions, last_batch_id = self.sink.open()
         self._next_batch_id = last_batch_id + 1
-        self._consumer = Consumer(consumer_config(self.settings), logger=log)
+        try:
+            self._consumer = Consumer(consumer_config(self.settings), logger=log)
+        except KafkaException as error:
+            raise IngestError(f"the Kafka client refused its configuration: {error.args[0].str()}") from None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="lake-writer")
         try:
             self._refresh_assignment()
@@ -334,9 +337,17 @@ class Ingester:
         if vanished:
             raise IngestError(
                 f"topics vanished from the broker while assigned: {sorted({t for t, _ in vanished})}. "
-                "If the broker lost its data, nothing was skipped: re-produce the topics (e.g. a new "
-                "Debezium snapshot), then rebuild staging from them with `ingest replay --from earliest` "
-                "(see docs/operations.md, 'Broker outage or data loss')."
+                + self._lost_topics_advice()
+            )
+        # Landed positions of matching topics the broker does not have: it lost them (the dev broker keeps
+        # topics in memory) or they were deleted. Consuming on would silently forget what was landed.
+        missing = sorted(
+            {t for t, _ in self.positions if self.topic_pattern.search(t) and t not in metadata.topics}
+        )
+        if missing:
+            raise IngestError(
+                f"topics {missing} have data landed in the lake but do not exist on the broker "
+                f"{self.settings.kafka.bootstrap_servers}. " + self._lost_topics_advice()
             )
         if new:
             self._consumer.incremental_assign(new)
@@ -346,6 +357,16 @@ class Ingester:
                 len(new),
                 ", ".join(f"{t.topic}[{t.partition}]@{t.offset}" for t in new[:10]),
             )
+
+    @staticmethod
+    def _lost_topics_advice() -> str:
+        return (
+            "The broker lost or deleted them (the development broker keeps topics in memory: a restart wipes "
+            "them). Nothing was skipped or re-read. Either re-produce the topics from the source (a new "
+            "Debezium snapshot) and rebuild staging from them with `ingest replay --from earliest` (see "
+            "docs/operations.md, 'Broker outage or data loss'), or, if they are gone for good, leave them "
+            "out with --topics (a regular expression that does not match them)."
+        )
 
     def _check_log_ends(self) -> None:
         """A stored position past the log's end means the broker lost data that was already landed.

@@ -10,6 +10,8 @@ is parsed once and cached by those bytes; only the payload half is parsed per ev
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -287,6 +289,9 @@ class Decoder:
             return Skipped(record, "schema_change")
         if record.value is None:
             return Skipped(record, "tombstone")
+        if _BIG_INTEGER_CANDIDATE.search(record.value) and _integer_beyond_64_bits(record.value):
+            # orjson would read it as a rounded float and the row would land with a silently changed value
+            raise DecodeError("an integer in the value is beyond the 64-bit range of any Connect type")
         schema_bytes, payload = self._split(record.value)
         if payload is None:
             return Skipped(record, "tombstone")
@@ -457,6 +462,29 @@ class Decoder:
                 return key_columns_from_connect(ConnectSchema.model_validate(document["schema"]))
             document = document["payload"]
         return [str(k) for k in document] if isinstance(document, dict) else []
+
+
+# A JSON number of 19+ digits outside a string (cheap pre-filter; `_integer_beyond_64_bits` decides).
+_BIG_INTEGER_CANDIDATE = re.compile(rb"[:,\[]\s*-?\d{19,}(?![\d.eE])")
+_INT64 = range(-(2**63), 2**63)
+
+
+def _integer_beyond_64_bits(value: bytes) -> bool:
+    """Whether the JSON document holds an integer outside int64 (the standard library keeps them exact)."""
+    try:
+        document = json.loads(value)
+    except (ValueError, RecursionError):
+        return False  # not valid JSON: the regular parse reports it
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, int) and not isinstance(item, bool) and item not in _INT64:
+            return True
+    return False
 
 
 def _value_kind(value: Any) -> str:

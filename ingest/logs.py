@@ -21,9 +21,13 @@ _SECRET_IN_TEXT = re.compile(r"(password|secret|token)(\s*[=:]\s*)(\S+)", re.I)
 EXTRA_FIELDS = ("topic", "partition", "offset", "last_offset", "events", "table", "batch_id", "build")
 
 
+# user:password@ in a URL (postgresql://, sasl/oauth endpoints, object stores)
+_SECRET_IN_URL = re.compile(r"(\w[\w+.-]*://[^:/@\s\"']+:)([^@\s\"']+)(@)")
+
+
 def scrub(text: str) -> str:
-    """Hide `password=...`-style secrets that a library may put into an error message."""
-    return _SECRET_IN_TEXT.sub(r"\1\2***", text)
+    """Hide `password=...`-style secrets and URL passwords that a library may put into an error message."""
+    return _SECRET_IN_URL.sub(r"\1***\3", _SECRET_IN_TEXT.sub(r"\1\2***", text))
 
 
 def event_ref(topic: str, partition: int, offset: int, last_offset: int | None = None) -> str:

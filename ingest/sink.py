@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -118,6 +119,21 @@ BOOKKEEPING_DDL = (
 
 class LandingError(RuntimeError):
     """A batch could not be committed after every retry."""
+
+
+# How PostgreSQL / libpq / DuckDB's postgres scanner word "the catalog server is not there (now)".
+_UNREACHABLE = re.compile(
+    r"unable to connect|could not connect|connection refused|no such file or directory|shutting down|"
+    r"server closed the connection|terminating connection|connection to server|connection not open|"
+    r"not accepting connections|the database system is starting up|broken pipe|ssl syscall",
+    re.I,
+)
+
+
+def catalog_unreachable(error: Exception) -> bool:
+    """Whether a lake error means the catalog database is down or restarting (wait) rather than a commit
+    conflict or a bad statement (retry a few times, then fail)."""
+    return bool(_UNREACHABLE.search(str(error)))
 
 
 @dataclass
@@ -262,25 +278,80 @@ class LakeSink:
     def write(self, batch: Batch) -> None:
         """Land the batch and its offsets in one transaction, retrying conflicts; raise LandingError."""
         started = time.time()
-        self._retrying(f"land batch {batch.batch_id}", lambda: self._write_once(batch, started))
+        attempts = 0
+
+        def land() -> None:
+            nonlocal attempts
+            attempts += 1
+            # A commit whose answer was lost (the catalog went away during COMMIT) may have landed: landing
+            # it again would duplicate every row, so look for its row in the batch log first.
+            if attempts > 1 and self._batch_landed(batch.batch_id):
+                log.warning(
+                    "batch %d was committed before the catalog connection broke; not landing it again",
+                    batch.batch_id,
+                )
+                self.state = self._load_state()
+                return
+            self._write_once(batch, started)
+
+        self._retrying(f"land batch {batch.batch_id} ({batch.size} records)", land)
+
+    def _batch_landed(self, batch_id: int) -> bool:
+        return bool(
+            self.con.execute(
+                f"select count(*) from {self.bookkeeping(BATCHES_TABLE)} where batch_id = ?", [batch_id]
+            ).fetchone()[0]
+        )
 
     def _retrying(self, what: str, action: Callable[[], Any]) -> Any:
-        for attempt in range(self.commit_retries + 1):
+        """Retry commit conflicts `commit_retries` times with backoff; wait for an unreachable catalog as long
+        as it takes (saying so), since nothing is lost by waiting: the batch stays in memory, uncommitted."""
+        attempt = conflicts = 0
+        outage_since: float | None = None
+        while True:
+            attempt += 1
             try:
-                return action()
+                result = action()
             except duckdb.Error as error:
                 self._rollback()
-                if attempt == self.commit_retries:
-                    raise LandingError(f"could not {what} after {attempt + 1} attempts: {error}") from error
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                if catalog_unreachable(error):
+                    if outage_since is None:
+                        outage_since = time.monotonic()
+                        log.error(
+                            "the lake's catalog is unreachable, cannot %s: %s. Waiting for it to come back "
+                            "and retrying; nothing is lost (the batch is held in memory and its offsets are "
+                            "not committed until it lands)",
+                            what,
+                            reason,
+                        )
+                    delay = min(10.0, 0.5 * 2 ** min(attempt, 5))
+                    log.warning(
+                        "catalog still unreachable after %.0f s (attempt %d); next try in %.1f s",
+                        time.monotonic() - outage_since,
+                        attempt,
+                        delay,
+                    )
+                else:
+                    conflicts += 1
+                    if conflicts > self.commit_retries:
+                        raise LandingError(f"could not {what} after {attempt} attempts: {error}") from error
+                    delay = min(30.0, 0.05 * 2 ** (conflicts - 1)) * (0.5 + random.random())
+                    log.warning(
+                        "could not %s (attempt %d): %s; retrying in %.2fs", what, attempt, reason, delay
+                    )
                 self.commit_retry_count += 1
                 if self.on_retry is not None:
-                    self.on_retry(error, attempt + 1)
-                delay = min(30.0, 0.05 * 2**attempt) * (0.5 + random.random())
-                log.warning(
-                    "could not %s (attempt %d): %s; retrying in %.2fs", what, attempt + 1, error, delay
-                )
+                    self.on_retry(error, attempt)
                 time.sleep(delay)
-        raise AssertionError("unreachable")
+                continue
+            if outage_since is not None:
+                log.warning(
+                    "the lake's catalog is reachable again after %.0f s: %s done",
+                    time.monotonic() - outage_since,
+                    what,
+                )
+            return result
 
     def _rollback(self) -> None:
         if self._con is None:

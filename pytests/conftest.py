@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +27,8 @@ from confluent_kafka import Producer
 from ingest.broker import EmbeddedBroker, ensure_topics
 from ingest.catalog import EmbeddedCatalog
 from ingest.config import IngestSettings, load_settings
+from ingest.consumer import to_record
+from ingest.decode import ChangeRow, DeadLetter, Decoder, RawRecord, TransactionRecord
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "debezium-corpus"
@@ -189,3 +194,166 @@ def send(lake, topic: str, values: list[bytes | None], keys: list[bytes | None] 
     for i, value in enumerate(values):
         producer.produce(topic, value=value, key=(keys or [b'{"id":%d}' % i] * len(values))[i])
     assert producer.flush(30) == 0
+
+
+# ------------------------------------------------------------------------------ fault-injection helpers
+def ingest_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ingest.cli", *args]
+
+
+def start_ingest(lake, *args: str, env: dict[str, str] | None = None, log_file=None) -> subprocess.Popen:
+    """Start `ingest <args>` against the lake in the background (stderr to `log_file`, else discarded)."""
+    return subprocess.Popen(
+        ingest_command(*args),
+        env={**lake.env, **(env or {})},
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=log_file if log_file is not None else subprocess.DEVNULL,
+    )
+
+
+def warm_up(lake) -> None:
+    """One run before the topics exist creates the lake's bookkeeping (on a loaded machine that alone can
+    outlast every kill interval, so no killed run would ever get past start-up)."""
+    assert start_ingest(lake, "run", "--until-caught-up").wait(300) == 0, "the warm-up run failed"
+
+
+def kill_ingester_repeatedly(
+    lake, kills: int, rng, env: dict[str, str] | None = None, alive_s: tuple[float, float] = (1.0, 3.5)
+) -> None:
+    """Start `ingest run` and SIGKILL it after a random time, `kills` times: kills land in start-up, while a
+    batch is gathered and inside commits. Call `warm_up` first."""
+    for _ in range(kills):
+        process = start_ingest(lake, "run", env=env)
+        time.sleep(rng.uniform(*alive_s))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
+def wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def start_generator(lake, events: int, rate: float, *args: str, log_file=None) -> subprocess.Popen:
+    """`ingest generate` into the lake's topics (prefix = the lake's topic prefix), in the background."""
+    command = ingest_command(
+        "generate",
+        "--events",
+        str(events),
+        "--rate",
+        str(rate),
+        "--topic-prefix",
+        lake.topic_prefix,
+        *args,
+    )
+    return subprocess.Popen(
+        command,
+        env=lake.env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=log_file if log_file is not None else subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def read_topics(lake, pattern: str | None = None) -> list[RawRecord]:
+    """Every record the broker holds in the lake's topics, read from offset 0 to each partition's end."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    regex = re.compile(pattern or lake.settings.topics)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": lake.settings.kafka.bootstrap_servers,
+            "group.id": f"{lake.topic_prefix}-reader",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        partitions = [
+            TopicPartition(topic, p, OFFSET_BEGINNING)
+            for topic, meta in metadata.topics.items()
+            if regex.search(topic)
+            for p in meta.partitions
+        ]
+        consumer.assign(partitions)
+        pending = {(tp.topic, tp.partition) for tp in partitions}
+        records: list[RawRecord] = []
+        deadline = time.monotonic() + 300
+        while pending and time.monotonic() < deadline:
+            for message in consumer.consume(10_000, timeout=1):
+                error = message.error()
+                if error is not None:
+                    assert error.code() == KafkaError._PARTITION_EOF, error.str()
+                    pending.discard((message.topic(), message.partition()))
+                    continue
+                records.append(to_record(message))
+        assert not pending, f"partitions not read to their end: {pending}"
+        return records
+    finally:
+        consumer.close()
+
+
+def _key_values(key: bytes | None) -> tuple:
+    document = orjson.loads(key) if key else {}
+    if isinstance(document, dict) and set(document) == {"schema", "payload"}:
+        document = document["payload"]
+    return tuple(sorted(document.items()))
+
+
+def assert_staging_exactly_once(lake, records: list[RawRecord]) -> dict[str, int]:
+    """Staging holds every record exactly once, by (topic, partition, offset) and by content.
+
+    What each record should have become is derived from the record itself (the pure decoder): change events
+    are staging rows (compared by op, LSN, transaction id and primary key values), transaction events are
+    `_cdc_transactions` rows, tombstones nothing, and nothing is a dead letter. Returns counts per table."""
+    decoder = Decoder()
+    expected: dict[str, dict[tuple[str, int, int], tuple]] = {}
+    expected_tx: dict[tuple[str, int, int], tuple] = {}
+    key_columns: dict[str, list[str]] = {}
+    for record in records:
+        decoded = decoder.decode(record)
+        position = (record.topic, record.partition, record.offset)
+        assert not isinstance(decoded, DeadLetter), f"{position}: {decoded.error}"
+        if isinstance(decoded, ChangeRow):
+            keys = _key_values(record.key)
+            key_columns.setdefault(decoded.table, [k for k, _ in keys])
+            expected.setdefault(decoded.table, {})[position] = (decoded.op, decoded.lsn, decoded.tx_id, keys)
+        elif isinstance(decoded, TransactionRecord):
+            expected_tx[position] = (decoded.event.status, decoded.event.tx_id)
+    counts: dict[str, int] = {}
+    for table, want in expected.items():
+        names = key_columns[table]
+        columns = ", ".join(f'"{n}"' for n in names)
+        rows = lake.query(
+            f"select _kafka_topic, _kafka_partition, _kafka_offset, _cdc_op, _cdc_lsn, _cdc_tx_id, {columns} "
+            f'from lake.staging."{table}"'
+        )
+        landed: dict[tuple[str, int, int], tuple] = {}
+        for topic, partition, offset, op, lsn, tx_id, *key in rows:
+            position = (topic, partition, offset)
+            assert position not in landed, f"staging.{table}: {position} landed twice"
+            # a delete's key comes from its before image; its row holds the key columns too
+            landed[position] = (op, lsn, tx_id, tuple(sorted(zip(names, key, strict=True))))
+        missing = sorted(set(want) - set(landed))[:5]
+        unexpected = sorted(set(landed) - set(want))[:5]
+        assert not missing and not unexpected, f"staging.{table}: missing {missing}, unexpected {unexpected}"
+        wrong = [(p, landed[p], want[p]) for p in want if landed[p] != want[p]][:5]
+        assert not wrong, f"staging.{table}: content differs (position, landed, produced): {wrong}"
+        counts[table] = len(rows)
+    if expected_tx:
+        rows = lake.query(
+            "select _kafka_topic, _kafka_partition, _kafka_offset, status, tx_id "
+            "from lake.staging._cdc_transactions"
+        )
+        landed_tx = {(t, p, o): (s, x) for t, p, o, s, x in rows}
+        assert len(rows) == len(landed_tx), "a transaction event landed twice"
+        assert landed_tx == expected_tx, "staging._cdc_transactions differs from what was produced"
+        counts["_cdc_transactions"] = len(rows)
+    dead = lake.query("select count(*) from lake.staging._dead_letters")[0][0]
+    assert dead == 0, f"{dead} produced records became dead letters"
+    return counts

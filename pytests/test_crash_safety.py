@@ -2,14 +2,13 @@
 
 A producer thread writes numbered change events into two partitions while the real `ingest run` process is
 started and SIGKILLed over and over. Afterwards staging must hold every produced record exactly once, by
-(partition, offset) and by content (the id written at that position).
+(partition, offset) and by content (the id written at that position). The soak version (`make soak`) does
+the same with 50 kills while `ingest generate` produces the whole inventory domain.
 """
 
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -17,13 +16,21 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from conftest import REPO
+from conftest import (
+    assert_staging_exactly_once,
+    kill_ingester_repeatedly,
+    produce_items,
+    read_topics,
+    start_generator,
+    warm_up,
+)
 from ingest.broker import ensure_topics
 
 pytestmark = pytest.mark.integration
 
 KILLS = int(os.environ.get("CRASH_TEST_KILLS", "8"))
 EVENTS = int(os.environ.get("CRASH_TEST_EVENTS", "30000"))
+FAST_BATCHES = {"INGEST_BATCH__MAX_EVENTS": "2000", "INGEST_BATCH__MAX_MS": "100"}
 
 
 def change_event(item_id: int) -> bytes:
@@ -79,6 +86,7 @@ def produce_numbered(
 
 def test_kill_minus_nine_loses_and_duplicates_nothing(lake):
     topic = f"{lake.topic_prefix}.inventory.items"
+    warm_up(lake)
     ensure_topics({"bootstrap.servers": lake.settings.kafka.bootstrap_servers}, [topic], partitions=2)
     delivered: dict[tuple[int, int], int] = {}
     done = threading.Event()
@@ -89,20 +97,7 @@ def test_kill_minus_nine_loses_and_duplicates_nothing(lake):
     )
     producer.start()
     rng = random.Random(int(os.environ.get("CRASH_TEST_SEED", "7")))
-    env = {**lake.env, "INGEST_BATCH__MAX_EVENTS": "2000", "INGEST_BATCH__MAX_MS": "100"}
-    for _ in range(KILLS):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ingest.cli", "run"],
-            env=env,
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(
-            rng.uniform(1.0, 3.5)
-        )  # start-up takes ~1 s: kills land in start-up, between and in commits
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    kill_ingester_repeatedly(lake, KILLS, rng, env=FAST_BATCHES, alive_s=(1.0, 5.0))
     producer.join(120)
     assert done.is_set() and len(delivered) == EVENTS
     landed_while_killing = lake.query("select count(*) from lake.staging.inventory__items")[0][0]
@@ -113,5 +108,61 @@ def test_kill_minus_nine_loses_and_duplicates_nothing(lake):
     landed = {(p, o): i for p, o, i in rows}
     assert len(rows) == len(landed), "a record landed twice"
     assert landed == delivered, "staging differs from what was produced"
+    assert_staging_exactly_once(lake, read_topics(lake))
     batches = lake.query("select count(distinct _batch_id) from lake.staging.inventory__items")[0][0]
     assert batches > KILLS, "the kills did not interrupt a stream of batches"
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(3600)
+def test_fifty_kills_while_the_generator_produces(lake):
+    """The issue's crash test: `ingest generate` streams the inventory domain (snapshot, transactions,
+    deletes with tombstones, PK changes, a column added mid-stream) while `ingest run`
+    is SIGKILLed 50 times."""
+    kills = int(os.environ.get("SOAK_KILLS", "50"))
+    rate = float(os.environ.get("SOAK_KILL_RATE", "250"))
+    warm_up(lake)
+    # open-ended: it produces until the last kill, then Ctrl-C makes it flush and stop
+    generator = start_generator(lake, 10_000_000, rate, "--partitions", "2", "--seed", "11")
+    rng = random.Random(int(os.environ.get("CRASH_TEST_SEED", "7")))
+    started = time.monotonic()
+    # start-up to the first batch takes 2-6 s here: kills land in start-up, in gathering and in commits
+    kill_ingester_repeatedly(lake, kills, rng, env=FAST_BATCHES, alive_s=(1.5, 6.0))
+    killing_s = time.monotonic() - started
+    still_producing = generator.poll() is None
+    generator.send_signal(signal.SIGINT)
+    output, _ = generator.communicate(timeout=600)
+    assert generator.returncode == 0, output
+    landed_while_killing = lake.query("select count(*) from lake.staging._cdc_offsets")[0][0]
+    assert landed_while_killing > kills / 2, "too few batches landed between the kills"
+    lake.ingest("run", "--until-caught-up", timeout=600)
+    records = read_topics(lake)
+    counts = assert_staging_exactly_once(lake, records)
+    print(
+        f"{kills} kills in {killing_s:.0f} s (generator still producing at the last kill: "
+        f"{still_producing}); "
+        f"{len(records)} records produced; landed exactly once: {counts}; "
+        f"batches committed: {landed_while_killing} offset rows while killing"
+    )
+    assert still_producing, "the generator stopped before the kills did"
+
+
+def test_the_exactly_once_check_catches_a_duplicate_a_gap_and_changed_content(lake):
+    topic = f"{lake.topic_prefix}.s.items"
+    produce_items(lake, topic, 0, 20)
+    lake.ingest("run", "--until-caught-up")
+    records = read_topics(lake)
+    assert assert_staging_exactly_once(lake, records) == {"s__items": 20}
+    con = lake.connect()
+    try:
+        con.execute("insert into lake.staging.s__items select * from lake.staging.s__items where id = 3")
+        with pytest.raises(AssertionError, match="landed twice"):
+            assert_staging_exactly_once(lake, records)
+        con.execute("delete from lake.staging.s__items where id = 3")
+        with pytest.raises(AssertionError, match="missing"):
+            assert_staging_exactly_once(lake, records)
+        con.execute("update lake.staging.s__items set id = 99 where id = 4")
+        with pytest.raises(AssertionError, match="content differs"):
+            assert_staging_exactly_once(lake, [r for r in records if r.key != b'{"id":3}'])
+    finally:
+        con.close()

@@ -19,6 +19,11 @@
     {%- set values = columns | rejectattr('name', 'in', key) | list -%}
     {%- set epoch_units = cdc_model_epoch_units(current) -%}
     {%- set staged = cdc_relation_columns(staging) -%}
+    {#- The history model (built before `current`, from which `current` is built) tells the last batch the
+        build has read; staging rows landed after it are for the next build. -#}
+    {%- set history = adapter.get_relation(
+        database=current.database, schema=current.schema, identifier=current.identifier ~ '__history'
+    ) if execute else none -%}
     {%- set newest_first = '_cdc_lsn desc nulls first, _kafka_partition desc, _kafka_offset desc' -%}
     {%- if not cdc_relation_exists(staging) %}
 
@@ -33,7 +38,11 @@ with
 
 staging as (
 
+    -- only the batches the models have read: the ingester keeps landing while dbt builds and tests
     select * from {{ staging }}
+    {%- if history is not none %}
+    where _batch_id <= (select coalesce(max(_cdc_batch_id), -1) from {{ history }})
+    {%- endif %}
 
 ),
 
