@@ -28,7 +28,10 @@ processed as (
         greatest(
             (select max(customer_versions._cdc_batch_id) from customer_versions),
             (select max(orders._cdc_batch_id) from orders)
-        ) as _cdc_batch_id
+        ) as _cdc_batch_id,
+        (select max(customer_versions._cdc_batch_id) from customer_versions) as _cdc_customer_batch_id,
+        (select max(orders._cdc_order_batch_id) from orders) as _cdc_order_batch_id,
+        (select max(orders._cdc_product_batch_id) from orders) as _cdc_product_batch_id
 
 ),
 {%- if is_incremental() %}
@@ -41,10 +44,11 @@ order_versions as (
 
 customers_in_scope as (
 
-    -- customers with a new version, and every customer a changed order was ever placed by
+    -- customers with a new version, and every customer a changed order was ever placed by; one watermark per
+    -- input (the customers history and the orders mart's own inputs are read at different moments)
     select id as customer_id
     from customer_versions
-    where _cdc_batch_id > {{ cdc_batch_watermark() }}
+    where _cdc_batch_id > {{ cdc_batch_watermark('_cdc_customer_batch_id') }}
 
     union
 
@@ -52,7 +56,9 @@ customers_in_scope as (
     from order_versions
     inner join orders
         on order_versions.id = orders.order_id
-    where orders._cdc_batch_id > {{ cdc_batch_watermark() }}
+    where
+        orders._cdc_order_batch_id > {{ cdc_batch_watermark('_cdc_order_batch_id') }}
+        or orders._cdc_product_batch_id > {{ cdc_batch_watermark('_cdc_product_batch_id') }}
 
 ),
 {%- endif %}
@@ -97,7 +103,10 @@ final as (
         coalesce(order_totals.weight_bought, 0) as weight_bought,
         order_totals.first_order_date,
         order_totals.last_order_date,
-        processed._cdc_batch_id
+        processed._cdc_batch_id,
+        processed._cdc_customer_batch_id,
+        processed._cdc_order_batch_id,
+        processed._cdc_product_batch_id
     from latest_customers
     cross join processed
     left join order_totals

@@ -18,7 +18,11 @@ orders as (
 
 processed as (
 
-    select max(_cdc_batch_id) as _cdc_batch_id from orders
+    select
+        max(_cdc_batch_id) as _cdc_batch_id,
+        max(_cdc_order_batch_id) as _cdc_order_batch_id,
+        max(_cdc_product_batch_id) as _cdc_product_batch_id
+    from orders
 
 ),
 {%- if is_incremental() %}
@@ -35,7 +39,11 @@ changed_orders as (
         order_id,
         order_date
     from orders
-    where _cdc_batch_id > {{ cdc_batch_watermark() }}
+    -- one watermark per input of the orders mart (see orders.sql): _cdc_batch_id, their greatest, can stay
+    -- below what was applied when one input catches up with the other
+    where
+        _cdc_order_batch_id > {{ cdc_batch_watermark('_cdc_order_batch_id') }}
+        or _cdc_product_batch_id > {{ cdc_batch_watermark('_cdc_product_batch_id') }}
 
 ),
 
@@ -85,7 +93,9 @@ final as (
         cast(coalesce(daily_totals.units_sold, 0) as bigint) as units_sold,
         coalesce(daily_totals.weight_sold, 0) as weight_sold,
         coalesce(daily_totals.deleted_orders, 0) as deleted_orders,
-        processed._cdc_batch_id
+        processed._cdc_batch_id,
+        processed._cdc_order_batch_id,
+        processed._cdc_product_batch_id
     from order_dates
     cross join processed
     left join daily_totals

@@ -35,10 +35,12 @@ product_batches as (
 changed_orders as (
 
     -- orders with a new version since the last build, and orders of products with one (a product can land
-    -- after the order that names it, or its earlier version can be corrected)
+    -- after the order that names it, or its earlier version can be corrected). One watermark per input: the
+    -- two history models read staging at different moments, so one input's batches say nothing about the
+    -- other's
     select id as order_id
     from order_versions
-    where _cdc_batch_id > {{ cdc_batch_watermark() }}
+    where _cdc_batch_id > {{ cdc_batch_watermark('_cdc_order_batch_id') }}
 
     union
 
@@ -46,7 +48,7 @@ changed_orders as (
     from order_versions
     inner join product_batches
         on order_versions.product_id = product_batches.product_id
-    where product_batches._cdc_batch_id > {{ cdc_batch_watermark() }}
+    where product_batches._cdc_batch_id > {{ cdc_batch_watermark('_cdc_product_batch_id') }}
 
 ),
 {%- endif %}
@@ -95,7 +97,9 @@ final as (
         order_lifecycle.placed_at,
         latest_versions._valid_from as last_changed_at,
         case when latest_versions._is_deleted then latest_versions._valid_from end as deleted_at,
-        greatest(order_lifecycle._cdc_batch_id, coalesce(product_batches._cdc_batch_id, -1)) as _cdc_batch_id
+        greatest(order_lifecycle._cdc_batch_id, coalesce(product_batches._cdc_batch_id, -1)) as _cdc_batch_id,
+        order_lifecycle._cdc_batch_id as _cdc_order_batch_id,
+        coalesce(product_batches._cdc_batch_id, -1) as _cdc_product_batch_id
     from latest_versions
     inner join order_lifecycle
         on latest_versions.id = order_lifecycle.order_id
