@@ -8,6 +8,21 @@ stock_versions as (
 
 ),
 
+committed_versions as (
+
+    -- the state at transaction boundaries: of several versions of a product in one source transaction only
+    -- the last counts (a stock take TRUNCATEs the table and inserts the counted rows again in one
+    -- transaction; the truncate's deletion is no stock-out when the row is back at commit)
+    select *
+    from stock_versions
+    qualify
+        _cdc_tx_id is null
+        or _cdc_tx_id is distinct from lead(_cdc_tx_id) over (
+            partition by product_id order by {{ cdc_position_order() }}
+        )
+
+),
+
 flagged as (
 
     -- a product is out of stock while its stock record says 0 or less, or is gone (deleted, truncated)
@@ -20,7 +35,7 @@ flagged as (
         {{ cdc_position_order() }},
         struct_pack(lsn := _cdc_lsn, kafka_partition := _cdc_kafka_partition, kafka_offset := _cdc_kafka_offset)
             as source_position
-    from stock_versions
+    from committed_versions
 
 ),
 
