@@ -7,6 +7,8 @@
 
         The model's contract supplies the column list and types. Incremental runs read only batches after
         the last one applied and continue each touched key from its latest applied version. See docs/dbt.md. -#}
+    {#- Only a current version can be rewritten (closed by a new one): the MERGE need not read the others. -#}
+    {{- config(incremental_predicates=['DBT_INTERNAL_DEST._is_current']) -}}
     {%- set key = [key] if key is string else (key or []) -%}
     {%- set columns = cdc_source_columns() -%}
     {%- set present = cdc_relation_columns(staging) -%}
