@@ -278,7 +278,9 @@ def render_history_sql(table: StagingTable) -> str:
     unique = _sql_list([*(key or ["_cdc_row_hash"]), *VERSION_POSITION])
     key_argument = "none" if not key else (f"'{key[0]}'" if len(key) == 1 else _sql_list(key))
     return (
-        f"{{{{ config(unique_key={unique}, incremental_strategy='merge') }}}}\n\n"
+        # one line would pass sqlfluff's 120 characters with a long key
+        f"{{{{\n    config(\n        unique_key={unique},\n"
+        "        incremental_strategy='merge',\n    )\n}}\n\n"
         f"{{{{ cdc_history(source('staging', '{table.table_name}'), key={key_argument}) }}}}\n"
     )
 
