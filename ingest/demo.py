@@ -52,15 +52,9 @@ def run_demo(settings: IngestSettings, events: int, fresh: bool, console: Consol
     catalog = EmbeddedCatalog(settings.state_dir, settings.lake.catalog_database)
     if fresh:
         _wipe(settings, broker, catalog, console)
-    started = []
+    started: list[EmbeddedBroker | EmbeddedCatalog] = []
     try:
-        with console.status("starting the embedded broker and catalog"):
-            if not broker.status().running:
-                broker.start()
-                started.append(broker)
-            if not catalog.status().running:
-                catalog.start()
-                started.append(catalog)
+        _start_services(broker, catalog, started, console)
         prefix = f"demo{int(time.time())}"
         after_lsn, after_tx_id = _source_position(settings)
         console.print(f"[bold]1/4[/] generating {events:,} inventory change events into topics {prefix}.*")
@@ -84,16 +78,7 @@ def run_demo(settings: IngestSettings, events: int, fresh: bool, console: Consol
         _run([_bin("ingest"), *generate, *position, "--target", settings.target])
         _record_run(settings, [*earlier, events] if earlier or not after_lsn else [])
         console.print("[bold]2/4[/] landing them in the lake (ingest run --until-caught-up)")
-        run_settings = settings.model_copy(update={"topics": rf"^{prefix}\."})
-        sink = LakeSink(lambda: connect(run_settings), settings.lake.commit_retries)
-        try:
-            stats = Ingester(run_settings, sink).run(until_caught_up=True)
-        finally:
-            sink.close()
-        console.print(
-            f"      {stats.change_rows:,} change rows in {stats.batches} batches, "
-            f"{stats.dead_letters} dead letters"
-        )
+        _land(settings, prefix, console)
         console.print("[bold]3/4[/] dbt build (curated current state and history, serving marts, tests)")
         _run([_bin("dbt"), "build", "--target", settings.target], cwd=settings.project_dir)
         console.print("[bold]4/4[/] the serving marts")
@@ -113,6 +98,37 @@ def run_demo(settings: IngestSettings, events: int, fresh: bool, console: Consol
 
 
 DEMO_SEED = 42
+
+
+def _start_services(
+    broker: EmbeddedBroker,
+    catalog: EmbeddedCatalog,
+    started: list[EmbeddedBroker | EmbeddedCatalog],
+    console: Console,
+) -> None:
+    """Start the embedded broker and catalog unless they run; what this starts is appended to `started`
+    (the caller stops those, and only those, at the end)."""
+    with console.status("starting the embedded broker and catalog"):
+        if not broker.status().running:
+            broker.start()
+            started.append(broker)
+        if not catalog.status().running:
+            catalog.start()
+            started.append(catalog)
+
+
+def _land(settings: IngestSettings, prefix: str, console: Console) -> None:
+    """`ingest run --until-caught-up` over the topics `<prefix>.*`, in process; prints what landed."""
+    run_settings = settings.model_copy(update={"topics": rf"^{prefix}\."})
+    sink = LakeSink(lambda: connect(run_settings), settings.lake.commit_retries)
+    try:
+        stats = Ingester(run_settings, sink).run(until_caught_up=True)
+    finally:
+        sink.close()
+    console.print(
+        f"      {stats.change_rows:,} change rows in {stats.batches} batches, "
+        f"{stats.dead_letters} dead letters"
+    )
 
 
 def _runs_file(settings: IngestSettings) -> Path:
@@ -256,13 +272,7 @@ def run_postgres_demo(
     started: list[EmbeddedBroker | EmbeddedCatalog] = []
     begin = time.monotonic()
     try:
-        with console.status("starting the embedded broker and catalog"):
-            if not broker.status().running:
-                broker.start()
-                started.append(broker)
-            if not catalog.status().running:
-                catalog.start()
-                started.append(catalog)
+        _start_services(broker, catalog, started, console)
         _wipe_lake(settings, catalog)
         prefix = f"pg{int(time.time())}"
         work_dir = settings.state_dir / "demo-postgres" / "source"
@@ -278,16 +288,7 @@ def run_postgres_demo(
             console.print(
                 f"[bold]1/4[/] landing topics {prefix}.* in the lake (ingest run --until-caught-up)"
             )
-            run_settings = settings.model_copy(update={"topics": rf"^{prefix}\."})
-            sink = LakeSink(lambda: connect(run_settings), settings.lake.commit_retries)
-            try:
-                stats = Ingester(run_settings, sink).run(until_caught_up=True)
-            finally:
-                sink.close()
-            console.print(
-                f"      {stats.change_rows:,} change rows in {stats.batches} batches, "
-                f"{stats.dead_letters} dead letters"
-            )
+            _land(settings, prefix, console)
             console.print("[bold]2/4[/] dbt build (curated current state and history, serving marts, tests)")
             _run([_bin("dbt"), "build", "--target", settings.target], cwd=settings.project_dir, env=env)
             console.print("[bold]3/4[/] the serving marts")
