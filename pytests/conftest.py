@@ -357,3 +357,20 @@ def assert_staging_exactly_once(lake, records: list[RawRecord]) -> dict[str, int
     dead = lake.query("select count(*) from lake.staging._dead_letters")[0][0]
     assert dead == 0, f"{dead} produced records became dead letters"
     return counts
+
+
+@pytest.fixture
+def own_broker(lake: Lake, state_dir: Path) -> Iterator[tuple[EmbeddedBroker, str]]:
+    """A broker of the test's own (restarting the session's would disturb other tests), the lake pointed at
+    it, with one topic `<prefix>.s.items` of 50 records, not landed yet; (broker, topic). Stopped after."""
+    broker = EmbeddedBroker(state_dir, free_port())
+    broker.start()
+    try:
+        lake.settings.kafka.client["bootstrap.servers"] = broker.bootstrap_servers
+        lake.env["INGEST_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        topic = f"{lake.topic_prefix}.s.items"
+        ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, [topic], partitions=1)
+        produce_items(lake, topic, 0, 50)
+        yield broker, topic
+    finally:
+        broker.stop()
