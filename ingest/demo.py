@@ -22,16 +22,11 @@ from rich.table import Table
 
 from ingest.broker import EmbeddedBroker, parse_bootstrap
 from ingest.catalog import EmbeddedCatalog
+from ingest.compare import TableDifference, compare_tables, postgres_tables
 from ingest.config import IngestSettings
 from ingest.consumer import Ingester
 from ingest.lake import connect
-from ingest.postgres_source import (
-    ROWS_ONLY,
-    SourcePostgres,
-    TableDifference,
-    compare_curated,
-    debezium_source,
-)
+from ingest.postgres_source import SourcePostgres, debezium_source, source_exceptions
 from ingest.sink import LakeSink
 
 
@@ -294,7 +289,7 @@ def run_postgres_demo(
             console.print("[bold]3/4[/] the serving marts")
             _print_marts(settings, console)
             console.print("[bold]4/4[/] curated tables against PostgreSQL, cell by cell")
-            differences = _compare(settings, source.postgres, console)
+            differences = _compare(settings, source.postgres, schemas, console)
         console.print(
             f"\ndone in {time.monotonic() - begin:.0f} s. Where to look next (this demo's lake):\n"
             f"  export INGEST_LAKE__CATALOG_DATABASE={POSTGRES_DEMO_LAKE} "
@@ -318,7 +313,9 @@ def _wipe_lake(settings: IngestSettings, catalog: EmbeddedCatalog) -> None:
     shutil.rmtree(settings.data_path, ignore_errors=True)
 
 
-def _compare(settings: IngestSettings, postgres: SourcePostgres, console: Console) -> list[TableDifference]:
+def _compare(
+    settings: IngestSettings, postgres: SourcePostgres, schemas: bool, console: Console
+) -> list[TableDifference]:
     con = connect(settings)
     try:
         curated = {
@@ -328,15 +325,18 @@ def _compare(settings: IngestSettings, postgres: SourcePostgres, console: Consol
                 "and schema_name = 'curated'"
             ).fetchall()
         }
-        tables = [t for t in postgres.tables() if f"inventory__{t}" in curated]
-        differences = compare_curated(con, postgres.dsn, tables)
+        source = postgres_tables(postgres.dsn, "inventory", con)
+        tables = {name: table for name, table in source.items() if f"inventory__{name}" in curated}
+        differences = compare_tables(
+            lambda sql: con.execute(sql).fetchall(), tables, source_exceptions(schemas)
+        )
     finally:
         con.close()
     table = Table("table", "columns", "PostgreSQL rows", "curated rows", "missing", "unexpected", "equal")
     for d in differences:
         table.add_row(
             d.table,
-            "key only" if d.table in ROWS_ONLY else f"all {len(d.columns)}",
+            f"all {len(d.columns)}",
             str(d.postgres_rows),
             str(d.curated_rows),
             str(len(d.missing)),
@@ -345,8 +345,6 @@ def _compare(settings: IngestSettings, postgres: SourcePostgres, console: Consol
         )
     console.print(table)
     for d in differences:
-        for row in d.missing[:3]:
-            console.print(f"  {d.table}: in PostgreSQL, not curated: {row}")
-        for row in d.unexpected[:3]:
-            console.print(f"  {d.table}: curated, not in PostgreSQL: {row}")
+        for message in d.messages[:3]:
+            console.print(f"  {message}")
     return differences
