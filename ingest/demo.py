@@ -51,7 +51,7 @@ def run_demo(settings: IngestSettings, events: int, fresh: bool, console: Consol
     try:
         _start_services(broker, catalog, started, console)
         prefix = f"demo{int(time.time())}"
-        after_lsn, after_tx_id = _source_position(settings)
+        after_lsn, after_tx_id = source_position(settings)
         console.print(f"[bold]1/4[/] generating {events:,} inventory change events into topics {prefix}.*")
         generate = [
             "generate",
@@ -146,7 +146,7 @@ def _record_run(settings: IngestSettings, runs: list[int]) -> None:
     _runs_file(settings).write_text(json.dumps(record))
 
 
-def _source_position(settings: IngestSettings) -> tuple[int, int]:
+def source_position(settings: IngestSettings) -> tuple[int, int]:
     """Where an earlier run's source log ended, so this run's source goes on after it rather than
     rewinding (events at older positions would rightly be ignored as stale)."""
     con = connect(settings)
