@@ -224,20 +224,10 @@ def kill_ingester_repeatedly(
     """Start `ingest run` and SIGKILL it after a random time, `kills` times: kills land in start-up, while a
     batch is gathered and inside commits. Call `warm_up` first."""
     for _ in range(kills):
-        kill_after(ingest_command("run"), {**lake.env, **(env or {})}, rng.uniform(*alive_s))
-
-
-def kill_after(command: list[str], env: dict[str, str], seconds: float) -> int | None:
-    """Start `command`, SIGKILL it after `seconds`; its exit code if it finished before, else None."""
-    process = subprocess.Popen(
-        command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        return process.wait(seconds)
-    except subprocess.TimeoutExpired:
+        process = start_ingest(lake, "run", env=env)
+        time.sleep(rng.uniform(*alive_s))
         process.send_signal(signal.SIGKILL)
         process.wait()
-        return None
 
 
 def wait_for(condition, timeout_s: float, what: str) -> None:

@@ -5,6 +5,7 @@ exactly as before and still holds every produced record exactly once."""
 
 import os
 import random
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,6 @@ from conftest import (
     assert_staging_exactly_once,
     dbt,
     ingest_command,
-    kill_after,
     read_topics,
     start_generator,
 )
@@ -34,6 +34,19 @@ def generate_and_land(lake, events: int, seed: int, *args: str) -> None:
     output, _ = generator.communicate(timeout=300)
     assert generator.returncode == 0, output
     lake.ingest("run", "--until-caught-up", timeout=300)
+
+
+def kill_after(command: list[str], env: dict[str, str], seconds: float) -> int | None:
+    """Start `command`, SIGKILL it after `seconds` (None if it finished before)."""
+    process = subprocess.Popen(
+        command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        return process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        return None
 
 
 @pytest.mark.skipif(not VARIANTS, reason="corpus not present")
