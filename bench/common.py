@@ -27,7 +27,7 @@ from pathlib import Path
 
 import orjson
 import psutil
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -176,6 +176,40 @@ def produce_all(bootstrap: str, topic: str, records: Iterator[tuple[bytes, bytes
             p.poll(0)
     p.flush(300)
     return count, size
+
+
+@dataclass
+class Page:
+    messages: list[Message]  # the records of one `consume(10000)`, errors left out
+    eof: bool  # the partition's end was reached
+    arrived: float  # time.perf_counter() when consume() returned
+
+
+def consume_pages(bootstrap: str, topic: str, group_prefix: str) -> Iterator[Page]:
+    """A bare confluent-kafka reader of a one-partition topic from the beginning (`assign()`, no group
+    offsets): a Page per `consume(10000)`, for as long as the caller iterates. The consumer is closed when
+    the generator is closed."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{group_prefix}-{uuid.uuid4().hex}",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    try:
+        while True:
+            batch = consumer.consume(10_000, timeout=1.0)
+            page = Page([], False, time.perf_counter())
+            for message in batch:
+                if message.error():
+                    page.eof = page.eof or message.error().code() == KafkaError._PARTITION_EOF
+                else:
+                    page.messages.append(message)
+            yield page
+    finally:
+        consumer.close()
 
 
 def spread(values: list[float]) -> dict[str, float]:

@@ -32,28 +32,11 @@ NEW_EVENTS = 10_000
 
 
 def source_position(env: dict[str, str]) -> tuple[int, int]:
+    """Where the generated source's log ended (max LSN and tx id in staging), as `ingest demo` reads it."""
     from ingest.config import load_settings
-    from ingest.lake import connect
+    from ingest.demo import source_position as lake_source_position
 
-    con = connect(load_settings("dev", project_dir=REPO, environ=env))
-    try:
-        tables = [
-            t
-            for (t,) in con.execute(
-                "select table_name from duckdb_tables() where database_name = 'lake' "
-                "and schema_name = 'staging' and table_name like 'inventory__%'"
-            ).fetchall()
-        ]
-        if not tables:
-            return 0, 0
-        union = " union all ".join(
-            f"select max(_cdc_lsn) as lsn, max(try_cast(_cdc_tx_id as bigint)) as tx from lake.staging.{t}"
-            for t in tables
-        )
-        lsn, tx = con.execute(f"select max(lsn), max(tx) from ({union})").fetchone()
-        return int(lsn or 0), int(tx or 0)
-    finally:
-        con.close()
+    return lake_source_position(load_settings("dev", project_dir=REPO, environ=env))
 
 
 def staging_rows(env: dict[str, str]) -> int:

@@ -12,127 +12,47 @@ schemas off and on. Prints a table and writes bench/results/ingest_throughput.js
 from __future__ import annotations
 
 import argparse
-import socket
-import statistics
-import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
-import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from common import (
+    REPO,
+    bench_env,
+    consume_pages,
+    customer_payload,
+    customer_schemas,
+    encode,
+    produce_all,
+    spread,
+    write_result,
+)
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from common import write_result  # noqa: E402
-
-from ingest.broker import EmbeddedBroker, ensure_topics  # noqa: E402
-from ingest.catalog import EmbeddedCatalog  # noqa: E402
-from ingest.config import load_settings  # noqa: E402
-from ingest.consumer import Ingester  # noqa: E402
-from ingest.lake import connect  # noqa: E402
-from ingest.logs import configure_logging  # noqa: E402
-from ingest.sink import LakeSink  # noqa: E402
-
-CORPUS_CUSTOMERS = REPO.parent / "shared/debezium-corpus/precise-schemas/dbserver1.inventory.customers.jsonl"
-
-
-def envelope(i: int, schemas: bool) -> tuple[bytes, bytes]:
-    """A ~1 KB customers change event (payload ~670 B, like the corpus's), optionally with its schema."""
-    payload = {
-        "before": None,
-        "after": {
-            "id": i,
-            "first_name": f"First{i}",
-            "last_name": f"Last{i}",
-            "email": f"customer{i}@example.com",
-            "notes": "n" * 420,
-        },
-        "source": {
-            "version": "3.6.3.Final",
-            "connector": "postgresql",
-            "name": "bench",
-            "ts_ms": 1795241515869,
-            "snapshot": "false",
-            "db": "inventory",
-            "sequence": '["54348544","54348816"]',
-            "ts_us": 1795241515869290,
-            "ts_ns": 1795241515869290000,
-            "schema": "inventory",
-            "table": "customers",
-            "txId": 1003 + i,
-            "lsn": 54348816 + i,
-            "xmin": None,
-            "origin": None,
-            "origin_lsn": None,
-        },
-        "transaction": None,
-        "op": "c",
-        "ts_ms": 1795241515900,
-        "ts_us": 1795241515900123,
-        "ts_ns": 1795241515900123000,
-    }
-    key = {"id": i}
-    if not schemas:
-        return orjson.dumps(key), orjson.dumps(payload)
-    sample = orjson.loads(CORPUS_CUSTOMERS.read_text().splitlines()[0])
-    value_schema = sample["value"]["schema"]
-    for part in ("before", "after"):
-        struct = next(f for f in value_schema["fields"] if f["field"] == part)
-        if not any(f["field"] == "notes" for f in struct["fields"]):
-            struct["fields"].append({"type": "string", "optional": True, "field": "notes"})
-    return (
-        orjson.dumps({"schema": sample["key"]["schema"], "payload": key}),
-        orjson.dumps({"schema": value_schema, "payload": payload}),
-    )
+from ingest.config import load_settings
+from ingest.consumer import Ingester
+from ingest.lake import connect
+from ingest.logs import configure_logging
+from ingest.sink import LakeSink
 
 
 def produce(bootstrap: str, topic: str, events: int, schemas: bool) -> float:
-    ensure_topics({"bootstrap.servers": bootstrap}, [topic], partitions=1)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000})
-    size = 0
-    for i in range(events):
-        key, value = envelope(i, schemas)
-        size += len(value)
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
-        if i % 10_000 == 0:
-            producer.poll(0)
-    producer.flush(120)
+    """Produce `events` ~1 KB customers creates (key = event number); returns the mean value size."""
+    envelope_schemas = customer_schemas() if schemas else None
+    records = (encode(customer_payload(i, i), i, envelope_schemas) for i in range(events))
+    _, size = produce_all(bootstrap, topic, records)
     return size / events
 
 
 def raw_consume_rate(bootstrap: str, topic: str, events: int) -> float:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"raw-{uuid.uuid4().hex}",
-            "enable.partition.eof": True,
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    pages = consume_pages(bootstrap, topic, "raw")
     seen, started = 0, None
-    while True:
-        batch = consumer.consume(10_000, timeout=1.0)
-        if started is None and batch:
-            started = time.perf_counter()
-        eof = False
-        for message in batch:
-            if message.error():
-                eof = eof or message.error().code() == KafkaError._PARTITION_EOF
-            else:
-                seen += 1
-        if eof and seen >= events:
+    for page in pages:
+        if started is None and (page.messages or page.eof):
+            started = page.arrived  # timed from the first records, as they arrive
+        seen += len(page.messages)
+        if page.eof and seen >= events:
             break
     elapsed = time.perf_counter() - started
-    consumer.close()
+    pages.close()
     return seen / elapsed
 
 
@@ -156,31 +76,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     configure_logging("text", level=30)
-    state = Path(tempfile.mkdtemp(prefix="cdc-bench-", dir="/tmp"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    broker = EmbeddedBroker(state, port)
-    broker.start()
-    catalog = EmbeddedCatalog(state)
-    catalog.start()
     results: dict[str, dict] = {}
-    try:
+    with bench_env() as bench:
         for schemas in (False, True):
             mode = "schemas on" if schemas else "schemas off"
             ratios, raw_rates, landed_rates = [], [], []
             for run in range(args.runs):
                 topic = f"bench{run}{uuid.uuid4().hex[:6]}.inventory.customers"
-                size = produce(broker.bootstrap_servers, topic, args.events, schemas)
-                raw = raw_consume_rate(broker.bootstrap_servers, topic, args.events)
-                env = {
-                    "INGEST_KAFKA__EMBEDDED": "false",
-                    "INGEST_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-                    "INGEST_LAKE__STATE_DIR": str(state),
-                    "INGEST_LAKE__CATALOG_DATABASE": f"bench_{uuid.uuid4().hex[:8]}",
-                    "INGEST_LAKE__DATA_PATH": str(state / f"data-{topic}"),
-                }
-                landed = landed_rate(env, topic, args.events)
+                size = produce(bench.bootstrap, topic, args.events, schemas)
+                raw = raw_consume_rate(bench.bootstrap, topic, args.events)
+                landed = landed_rate(bench.lake_env(f"^{topic}$"), topic, args.events)
                 raw_rates.append(raw)
                 landed_rates.append(landed)
                 ratios.append(landed / raw)
@@ -191,26 +96,10 @@ def main() -> None:
                 )
             results[mode] = {
                 "value_bytes": round(size),
-                "raw_consume_per_s": {
-                    "median": statistics.median(raw_rates),
-                    "min": min(raw_rates),
-                    "max": max(raw_rates),
-                },
-                "landed_per_s": {
-                    "median": statistics.median(landed_rates),
-                    "min": min(landed_rates),
-                    "max": max(landed_rates),
-                },
-                "ratio": {
-                    "median": statistics.median(ratios),
-                    "min": min(ratios),
-                    "max": max(ratios),
-                    "runs": ratios,
-                },
+                "raw_consume_per_s": spread(raw_rates),
+                "landed_per_s": spread(landed_rates),
+                "ratio": spread(ratios),
             }
-    finally:
-        broker.stop()
-        catalog.stop()
     write_result(
         "ingest_throughput",
         f"python bench/ingest_throughput.py --events {args.events} --runs {args.runs}",

@@ -32,6 +32,7 @@ from common import (
     REPO,
     BenchEnv,
     bench_env,
+    consume_pages,
     customer_payload,
     dbt,
     encode,
@@ -40,7 +41,6 @@ from common import (
     spread,
     write_result,
 )
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 CURATED = ["inventory__customers__history", "inventory__customers"]
 
@@ -76,34 +76,23 @@ def run_dlt(bootstrap: str, topic: str, work: Path) -> tuple[float, Path]:
         },
     )
     def customers():
-        consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"dlt-{uuid.uuid4().hex}",
-                "enable.partition.eof": True,
-                "enable.auto.commit": False,
-            }
-        )
-        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        pages = consume_pages(bootstrap, topic, "dlt")
         try:
-            while True:
-                page, eof = [], False
-                for message in consumer.consume(10_000, timeout=1.0):
-                    if message.error():
-                        eof = eof or message.error().code() == KafkaError._PARTITION_EOF
-                        continue
+            for page in pages:
+                rows = []
+                for message in page.messages:
                     event = orjson.loads(message.value())
                     deleted = event["op"] == "d"
                     row = dict(event["before"] if deleted else event["after"])
                     row["_lsn"] = event["source"]["lsn"]
                     row["_deleted"] = deleted
-                    page.append(row)
-                if page:
-                    yield page
-                if eof:
+                    rows.append(row)
+                if rows:
+                    yield rows
+                if page.eof:
                     return
         finally:
-            consumer.close()
+            pages.close()
 
     database = work / "dlt.duckdb"
     pipeline = dlt.pipeline(

@@ -10,7 +10,7 @@ import threading
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import typer
@@ -21,6 +21,9 @@ from ingest.config import ConfigError, IngestSettings, load_settings
 from ingest.consumer import Ingester, IngestError
 from ingest.logs import configure_logging, scrub
 from ingest.sink import LakeSink, LandingError
+
+if TYPE_CHECKING:
+    import duckdb
 
 app = typer.Typer(
     help="Debezium change events from Kafka into DuckLake staging tables, exactly once.",
@@ -49,6 +52,18 @@ def _fail(message: str, code: int = 1) -> None:
     # errors from libraries can carry connection strings with passwords
     typer.secho(f"error: {scrub(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def _open_lake(settings: IngestSettings) -> duckdb.DuckDBPyConnection:
+    """Connect to the target's lake, or fail with a clear message."""
+    from duckdb import Error as DuckDBError
+
+    from ingest.lake import connect
+
+    try:
+        return connect(settings)
+    except DuckDBError as error:
+        _fail(f"cannot open the lake: {error}")
 
 
 def ensure_broker(settings: IngestSettings) -> None:
@@ -170,12 +185,8 @@ def status(
     from duckdb import Error as DuckDBError
 
     from ingest import status as st
-    from ingest.lake import connect
 
-    try:
-        con = connect(settings)
-    except DuckDBError as error:
-        _fail(f"cannot open the lake: {error}")
+    con = _open_lake(settings)
     try:
         report = st.collect_status(settings, con, probe_broker=broker)
     except DuckDBError as error:
@@ -218,12 +229,7 @@ def sql(
     settings = _settings(target)
     from duckdb import Error as DuckDBError
 
-    from ingest.lake import connect
-
-    try:
-        con = connect(settings)
-    except DuckDBError as error:
-        _fail(f"cannot open the lake: {error}")
+    con = _open_lake(settings)
     try:
         cursor = con.execute(query)
         if cursor.description is None:

@@ -22,16 +22,11 @@ from rich.table import Table
 
 from ingest.broker import EmbeddedBroker, parse_bootstrap
 from ingest.catalog import EmbeddedCatalog
+from ingest.compare import TableDifference, compare_tables, postgres_tables
 from ingest.config import IngestSettings
 from ingest.consumer import Ingester
 from ingest.lake import connect
-from ingest.postgres_source import (
-    ROWS_ONLY,
-    SourcePostgres,
-    TableDifference,
-    compare_curated,
-    debezium_source,
-)
+from ingest.postgres_source import SourcePostgres, debezium_source, source_exceptions
 from ingest.sink import LakeSink
 
 
@@ -52,17 +47,11 @@ def run_demo(settings: IngestSettings, events: int, fresh: bool, console: Consol
     catalog = EmbeddedCatalog(settings.state_dir, settings.lake.catalog_database)
     if fresh:
         _wipe(settings, broker, catalog, console)
-    started = []
+    started: list[EmbeddedBroker | EmbeddedCatalog] = []
     try:
-        with console.status("starting the embedded broker and catalog"):
-            if not broker.status().running:
-                broker.start()
-                started.append(broker)
-            if not catalog.status().running:
-                catalog.start()
-                started.append(catalog)
+        _start_services(broker, catalog, started, console)
         prefix = f"demo{int(time.time())}"
-        after_lsn, after_tx_id = _source_position(settings)
+        after_lsn, after_tx_id = source_position(settings)
         console.print(f"[bold]1/4[/] generating {events:,} inventory change events into topics {prefix}.*")
         generate = [
             "generate",
@@ -84,16 +73,7 @@ def run_demo(settings: IngestSettings, events: int, fresh: bool, console: Consol
         _run([_bin("ingest"), *generate, *position, "--target", settings.target])
         _record_run(settings, [*earlier, events] if earlier or not after_lsn else [])
         console.print("[bold]2/4[/] landing them in the lake (ingest run --until-caught-up)")
-        run_settings = settings.model_copy(update={"topics": rf"^{prefix}\."})
-        sink = LakeSink(lambda: connect(run_settings), settings.lake.commit_retries)
-        try:
-            stats = Ingester(run_settings, sink).run(until_caught_up=True)
-        finally:
-            sink.close()
-        console.print(
-            f"      {stats.change_rows:,} change rows in {stats.batches} batches, "
-            f"{stats.dead_letters} dead letters"
-        )
+        _land(settings, prefix, console)
         console.print("[bold]3/4[/] dbt build (curated current state and history, serving marts, tests)")
         _run([_bin("dbt"), "build", "--target", settings.target], cwd=settings.project_dir)
         console.print("[bold]4/4[/] the serving marts")
@@ -113,6 +93,37 @@ def run_demo(settings: IngestSettings, events: int, fresh: bool, console: Consol
 
 
 DEMO_SEED = 42
+
+
+def _start_services(
+    broker: EmbeddedBroker,
+    catalog: EmbeddedCatalog,
+    started: list[EmbeddedBroker | EmbeddedCatalog],
+    console: Console,
+) -> None:
+    """Start the embedded broker and catalog unless they run; what this starts is appended to `started`
+    (the caller stops those, and only those, at the end)."""
+    with console.status("starting the embedded broker and catalog"):
+        if not broker.status().running:
+            broker.start()
+            started.append(broker)
+        if not catalog.status().running:
+            catalog.start()
+            started.append(catalog)
+
+
+def _land(settings: IngestSettings, prefix: str, console: Console) -> None:
+    """`ingest run --until-caught-up` over the topics `<prefix>.*`, in process; prints what landed."""
+    run_settings = settings.model_copy(update={"topics": rf"^{prefix}\."})
+    sink = LakeSink(lambda: connect(run_settings), settings.lake.commit_retries)
+    try:
+        stats = Ingester(run_settings, sink).run(until_caught_up=True)
+    finally:
+        sink.close()
+    console.print(
+        f"      {stats.change_rows:,} change rows in {stats.batches} batches, "
+        f"{stats.dead_letters} dead letters"
+    )
 
 
 def _runs_file(settings: IngestSettings) -> Path:
@@ -135,7 +146,7 @@ def _record_run(settings: IngestSettings, runs: list[int]) -> None:
     _runs_file(settings).write_text(json.dumps(record))
 
 
-def _source_position(settings: IngestSettings) -> tuple[int, int]:
+def source_position(settings: IngestSettings) -> tuple[int, int]:
     """Where an earlier run's source log ended, so this run's source goes on after it rather than
     rewinding (events at older positions would rightly be ignored as stale)."""
     con = connect(settings)
@@ -256,13 +267,7 @@ def run_postgres_demo(
     started: list[EmbeddedBroker | EmbeddedCatalog] = []
     begin = time.monotonic()
     try:
-        with console.status("starting the embedded broker and catalog"):
-            if not broker.status().running:
-                broker.start()
-                started.append(broker)
-            if not catalog.status().running:
-                catalog.start()
-                started.append(catalog)
+        _start_services(broker, catalog, started, console)
         _wipe_lake(settings, catalog)
         prefix = f"pg{int(time.time())}"
         work_dir = settings.state_dir / "demo-postgres" / "source"
@@ -278,22 +283,13 @@ def run_postgres_demo(
             console.print(
                 f"[bold]1/4[/] landing topics {prefix}.* in the lake (ingest run --until-caught-up)"
             )
-            run_settings = settings.model_copy(update={"topics": rf"^{prefix}\."})
-            sink = LakeSink(lambda: connect(run_settings), settings.lake.commit_retries)
-            try:
-                stats = Ingester(run_settings, sink).run(until_caught_up=True)
-            finally:
-                sink.close()
-            console.print(
-                f"      {stats.change_rows:,} change rows in {stats.batches} batches, "
-                f"{stats.dead_letters} dead letters"
-            )
+            _land(settings, prefix, console)
             console.print("[bold]2/4[/] dbt build (curated current state and history, serving marts, tests)")
             _run([_bin("dbt"), "build", "--target", settings.target], cwd=settings.project_dir, env=env)
             console.print("[bold]3/4[/] the serving marts")
             _print_marts(settings, console)
             console.print("[bold]4/4[/] curated tables against PostgreSQL, cell by cell")
-            differences = _compare(settings, source.postgres, console)
+            differences = _compare(settings, source.postgres, schemas, console)
         console.print(
             f"\ndone in {time.monotonic() - begin:.0f} s. Where to look next (this demo's lake):\n"
             f"  export INGEST_LAKE__CATALOG_DATABASE={POSTGRES_DEMO_LAKE} "
@@ -317,7 +313,9 @@ def _wipe_lake(settings: IngestSettings, catalog: EmbeddedCatalog) -> None:
     shutil.rmtree(settings.data_path, ignore_errors=True)
 
 
-def _compare(settings: IngestSettings, postgres: SourcePostgres, console: Console) -> list[TableDifference]:
+def _compare(
+    settings: IngestSettings, postgres: SourcePostgres, schemas: bool, console: Console
+) -> list[TableDifference]:
     con = connect(settings)
     try:
         curated = {
@@ -327,15 +325,18 @@ def _compare(settings: IngestSettings, postgres: SourcePostgres, console: Consol
                 "and schema_name = 'curated'"
             ).fetchall()
         }
-        tables = [t for t in postgres.tables() if f"inventory__{t}" in curated]
-        differences = compare_curated(con, postgres.dsn, tables)
+        source = postgres_tables(postgres.dsn, "inventory", con)
+        tables = {name: table for name, table in source.items() if f"inventory__{name}" in curated}
+        differences = compare_tables(
+            lambda sql: con.execute(sql).fetchall(), tables, source_exceptions(schemas)
+        )
     finally:
         con.close()
     table = Table("table", "columns", "PostgreSQL rows", "curated rows", "missing", "unexpected", "equal")
     for d in differences:
         table.add_row(
             d.table,
-            "key only" if d.table in ROWS_ONLY else f"all {len(d.columns)}",
+            f"all {len(d.columns)}",
             str(d.postgres_rows),
             str(d.curated_rows),
             str(len(d.missing)),
@@ -344,8 +345,6 @@ def _compare(settings: IngestSettings, postgres: SourcePostgres, console: Consol
         )
     console.print(table)
     for d in differences:
-        for row in d.missing[:3]:
-            console.print(f"  {d.table}: in PostgreSQL, not curated: {row}")
-        for row in d.unexpected[:3]:
-            console.print(f"  {d.table}: curated, not in PostgreSQL: {row}")
+        for message in d.messages[:3]:
+            console.print(f"  {message}")
     return differences

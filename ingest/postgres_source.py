@@ -24,17 +24,17 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import orjson
 import psutil
 from confluent_kafka import Consumer, TopicPartition
 
 from ingest.broker import ensure_topics
+from ingest.compare import Exception_
 
 log = logging.getLogger(__name__)
 
@@ -595,75 +595,24 @@ def debezium_source(
 
 
 # ------------------------------------------------------------------------------------------ compare
-@dataclass(frozen=True)
-class TableDifference:
-    table: str
-    columns: tuple[str, ...]
-    postgres_rows: int
-    curated_rows: int
-    missing: list[tuple]  # in PostgreSQL, not in curated
-    unexpected: list[tuple]  # in curated, not in PostgreSQL
-
-    @property
-    def equal(self) -> bool:
-        return not self.missing and not self.unexpected
+# type_zoo (ingest/sql/01_setup.sql, the corpus's) holds values the stream cannot carry; the workload does
+# not touch it, so the rows are known. docs/dbt.md, "Where curated cannot equal the source".
+INFINITY_ROW = frozenset({(104,)})  # date, timestamp 'infinity', timestamptz '-infinity'
+NAN_ROWS = frozenset({(3,), (103,)})  # c_numeric = 'NaN'
 
 
-# type_zoo holds the corpus's edge values (infinities, NaN, money, timetz, intervals, TOAST): DuckDB's
-# PostgreSQL scanner renders them differently from the lake (numeric as double, money as text, interval as
-# text vs microseconds), so only its rows (keys) are compared here; test_ingest_corpus checks its values.
-ROWS_ONLY = {"type_zoo": ("id",)}
-
-
-def compare_curated(
-    con: duckdb.DuckDBPyConnection,
-    dsn: str,
-    tables: Sequence[str],
-    only_columns: Mapping[str, Sequence[str]] = ROWS_ONLY,
-) -> list[TableDifference]:
-    """Each PostgreSQL table against its curated current-state model (`curated.<schema>__<table>`), cell by
-    cell over the source's columns (or `only_columns[table]`), every value compared as DuckDB renders it as
-    text (types differ: an enum lands as varchar). Duplicates count (except all)."""
-    con.execute(f"attach if not exists {_literal(dsn)} as source_pg (type postgres, read_only)")
-    differences = []
-    for table in tables:
-        source_columns = [
-            r[0]
-            for r in con.execute(
-                "select column_name from duckdb_columns() where database_name = 'source_pg' "
-                "and schema_name = ? and table_name = ? order by column_index",
-                [SCHEMA, table],
-            ).fetchall()
-        ]
-        curated = f"{SCHEMA}__{table}"
-        curated_columns = {
-            r[0]
-            for r in con.execute(
-                "select column_name from duckdb_columns() where database_name = 'lake' "
-                "and schema_name = 'curated' and table_name = ?",
-                [curated],
-            ).fetchall()
-        }
-        if not curated_columns:
-            raise SourceError(f"no curated model {curated} for the source table {SCHEMA}.{table}")
-        source_columns = list(only_columns.get(table, source_columns))
-        absent = [c for c in source_columns if c not in curated_columns]
-        if absent:
-            raise SourceError(f"curated.{curated} lacks the source columns {absent}")
-        cells = ", ".join(f'cast("{c}" as varchar) as "{c}"' for c in source_columns)
-        pg = f'select {cells} from source_pg."{SCHEMA}"."{table}"'
-        lake = f'select {cells} from lake.curated."{curated}"'
-        missing = con.execute(f"{pg} except all {lake} order by all").fetchall()
-        unexpected = con.execute(f"{lake} except all {pg} order by all").fetchall()
-        counts = con.execute(
-            f"select (select count(*) from ({pg})), (select count(*) from ({lake}))"
-        ).fetchone()
-        differences.append(
-            TableDifference(table, tuple(source_columns), counts[0], counts[1], missing, unexpected)
-        )
-    con.execute("detach source_pg")
-    return differences
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def source_exceptions(schemas: bool = True) -> list[Exception_]:
+    """Where curated cannot equal this source's PostgreSQL (decimal.handling.mode=precise, as configured)."""
+    found = [
+        Exception_("audit_log", None, "no primary key: history model only, no current state to compare"),
+        Exception_(
+            "type_zoo", "c_date", "'infinity' arrives as an int32 day count that is no date", INFINITY_ROW
+        ),
+        Exception_("type_zoo", "c_timestamp", "'infinity' arrives as a microsecond count", INFINITY_ROW),
+        Exception_("type_zoo", "c_numeric", "numeric 'NaN': precise mode sends null", NAN_ROWS),
+    ]
+    if not schemas:
+        reason = "precise mode without schemas: the scale is only in the schema, so curated holds NULL"
+        scaled_rows = frozenset({(1,), (3,), (103,)})
+        found += [Exception_("type_zoo", c, reason, scaled_rows) for c in ("c_numeric_12_2", "c_money")]
+    return found

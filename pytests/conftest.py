@@ -321,13 +321,16 @@ def assert_staging_exactly_once(lake, records: list[RawRecord]) -> dict[str, int
         assert not isinstance(decoded, DeadLetter), f"{position}: {decoded.error}"
         if isinstance(decoded, ChangeRow):
             keys = _key_values(record.key)
-            key_columns.setdefault(decoded.table, [k for k, _ in keys])
+            if keys:  # a TRUNCATE has no key: its row holds NULL in the key columns
+                key_columns.setdefault(decoded.table, [k for k, _ in keys])
             expected.setdefault(decoded.table, {})[position] = (decoded.op, decoded.lsn, decoded.tx_id, keys)
         elif isinstance(decoded, TransactionRecord):
             expected_tx[position] = (decoded.event.status, decoded.event.tx_id)
     counts: dict[str, int] = {}
     for table, want in expected.items():
-        names = key_columns[table]
+        names = key_columns.get(table, [])
+        unkeyed = tuple((n, None) for n in sorted(names))
+        want = {p: (*w[:3], w[3] or unkeyed) for p, w in want.items()}
         columns = ", ".join(f'"{n}"' for n in names)
         rows = lake.query(
             f"select _kafka_topic, _kafka_partition, _kafka_offset, _cdc_op, _cdc_lsn, _cdc_tx_id, {columns} "
@@ -359,3 +362,20 @@ def assert_staging_exactly_once(lake, records: list[RawRecord]) -> dict[str, int
     dead = lake.query("select count(*) from lake.staging._dead_letters")[0][0]
     assert dead == 0, f"{dead} produced records became dead letters"
     return counts
+
+
+@pytest.fixture
+def own_broker(lake: Lake, state_dir: Path) -> Iterator[tuple[EmbeddedBroker, str]]:
+    """A broker of the test's own (restarting the session's would disturb other tests), the lake pointed at
+    it, with one topic `<prefix>.s.items` of 50 records, not landed yet; (broker, topic). Stopped after."""
+    broker = EmbeddedBroker(state_dir, free_port())
+    broker.start()
+    try:
+        lake.settings.kafka.client["bootstrap.servers"] = broker.bootstrap_servers
+        lake.env["INGEST_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
+        topic = f"{lake.topic_prefix}.s.items"
+        ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, [topic], partitions=1)
+        produce_items(lake, topic, 0, 50)
+        yield broker, topic
+    finally:
+        broker.stop()

@@ -6,9 +6,10 @@ documented in docs/dbt.md, "Where curated cannot equal the source")."""
 import os
 
 import pytest
-from pgstate import Exception_, compare_curated, create_database, postgres_tables
+from pgstate import create_database
 
 from conftest import CORPUS, VARIANTS, dbt
+from ingest.compare import Exception_, compare_curated, postgres_tables
 from ingest.corpus import produce, read_variant
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not VARIANTS, reason="corpus not present")]

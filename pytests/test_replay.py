@@ -10,7 +10,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from conftest import REPO
+from conftest import REPO, produce_items
 from ingest.broker import ensure_topics
 
 pytestmark = pytest.mark.integration
@@ -182,32 +182,20 @@ def test_replay_refuses_a_bad_timestamp(lake):
     assert result.returncode == 2 and "ISO-8601" in result.stderr
 
 
-def test_replay_is_the_way_forward_after_the_broker_lost_its_data(lake, state_dir):
-    from conftest import free_port, produce_items
-    from ingest.broker import EmbeddedBroker
+def test_replay_is_the_way_forward_after_the_broker_lost_its_data(lake, own_broker):
+    broker, topic = own_broker
+    lake.ingest("run", "--until-caught-up")
 
-    broker = EmbeddedBroker(state_dir, free_port())
+    broker.stop()  # memory storage: every topic and record is gone
     broker.start()
-    try:
-        lake.settings.kafka.client["bootstrap.servers"] = broker.bootstrap_servers
-        lake.env["INGEST_KAFKA__BOOTSTRAP_SERVERS"] = broker.bootstrap_servers
-        topic = f"{lake.topic_prefix}.s.items"
-        ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, [topic], partitions=1)
-        produce_items(lake, topic, 0, 50)
-        lake.ingest("run", "--until-caught-up")
+    ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, [topic], partitions=1)
+    produce_items(lake, topic, 0, 20)  # the source re-produced (a new snapshot): offsets 0..19
+    stopped = lake.ingest("run", "--until-caught-up", check=False)
+    assert stopped.returncode == 2 and "ingest replay --from earliest" in stopped.stderr
 
-        broker.stop()  # memory storage: every topic and record is gone
-        broker.start()
-        ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, [topic], partitions=1)
-        produce_items(lake, topic, 0, 20)  # the source re-produced (a new snapshot): offsets 0..19
-        stopped = lake.ingest("run", "--until-caught-up", check=False)
-        assert stopped.returncode == 2 and "ingest replay --from earliest" in stopped.stderr
-
-        lake.ingest("replay", "--from", "earliest")
-        assert lake.query("select count(*), max(_kafka_offset) from lake.staging.s__items") == [(20, 19)]
-        produce_items(lake, topic, 20, 5)
-        lake.ingest("run", "--until-caught-up")  # runs again, from the replayed positions
-        rows = lake.query("select _kafka_offset, id from lake.staging.s__items order by 1")
-        assert rows == [(i, i) for i in range(25)]
-    finally:
-        broker.stop()
+    lake.ingest("replay", "--from", "earliest")
+    assert lake.query("select count(*), max(_kafka_offset) from lake.staging.s__items") == [(20, 19)]
+    produce_items(lake, topic, 20, 5)
+    lake.ingest("run", "--until-caught-up")  # runs again, from the replayed positions
+    rows = lake.query("select _kafka_offset, id from lake.staging.s__items order by 1")
+    assert rows == [(i, i) for i in range(25)]
