@@ -329,8 +329,6 @@ def assert_staging_exactly_once(lake, records: list[RawRecord]) -> dict[str, int
     counts: dict[str, int] = {}
     for table, want in expected.items():
         names = key_columns.get(table, [])
-        unkeyed = tuple((n, None) for n in sorted(names))
-        want = {p: (*w[:3], w[3] or unkeyed) for p, w in want.items()}
         columns = ", ".join(f'"{n}"' for n in names)
         rows = lake.query(
             f"select _kafka_topic, _kafka_partition, _kafka_offset, _cdc_op, _cdc_lsn, _cdc_tx_id, {columns} "
@@ -340,8 +338,8 @@ def assert_staging_exactly_once(lake, records: list[RawRecord]) -> dict[str, int
         for topic, partition, offset, op, lsn, tx_id, *key in rows:
             position = (topic, partition, offset)
             assert position not in landed, f"staging.{table}: {position} landed twice"
-            # a delete's key comes from its before image; its row holds the key columns too
-            # a TRUNCATE has no key (its row's key columns are null)
+            # a delete's key comes from its before image; its row holds the key columns too.
+            # A TRUNCATE has no key (its row's key columns are null).
             keys = () if op == "t" else tuple(sorted(zip(names, key, strict=True)))
             landed[position] = (op, lsn, tx_id, keys)
         missing = sorted(set(want) - set(landed))[:5]

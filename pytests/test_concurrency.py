@@ -95,6 +95,13 @@ def build_loop(lake, tmp_path, stop: threading.Event, curated_ready: threading.E
         stop.wait(max(0.0, started + BUILD_EVERY_S - time.monotonic()))
 
 
+def orders_landed(lake) -> bool:
+    tables = lake.query(
+        "select table_name from duckdb_tables() where database_name = 'lake' and schema_name = 'staging'"
+    )
+    return ("inventory__orders",) in tables
+
+
 def run_together(lake, tmp_path, duration_s: float) -> None:
     events = int(RATE * duration_s * 2)  # more than it can produce in the time: the stream never pauses
     log_path = tmp_path / "ingest.log"
@@ -109,9 +116,9 @@ def run_together(lake, tmp_path, duration_s: float) -> None:
             threading.Thread(target=analyst_loop, args=(lake, stop, curated_ready, queries)),
         ]
         try:
-            # the analysts start once every staging table they query exists (the first batch may lack some)
-            created = "created staging.inventory__orders"
-            wait_for(lambda: created in log_path.read_text(), 180, "staging.inventory__orders")
+            # the analysts start once every staging table they query is committed (the first batch may lack
+            # some; the ingester logs "created" inside the batch's transaction, before other readers see it)
+            wait_for(lambda: orders_landed(lake), 180, "staging.inventory__orders")
             for thread in threads:
                 thread.start()
             time.sleep(duration_s)
