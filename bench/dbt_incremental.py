@@ -1,8 +1,8 @@
 """Incremental cost: `dbt build` of the curated models after 10,000 new events, on top of histories of
 different sizes, and a full refresh at the largest size.
 
-One lake for the whole invocation, grown size by size: the event generator (`ingest generate`, schemas on,
-the configuration the curated contracts are typed for) produces history in chunks on one topic prefix, each
+One lake for the whole invocation, grown size by size: the event generator (`ingest generate`, schemas off by
+default: see --schemas) produces history in chunks on one topic prefix, each
 chunk continuing the source's log (`--after-lsn/--after-tx-id`), and the real ingester lands it. At each
 history size: one untimed `dbt build --select curated` catches the models up; then per run: 10,000 new
 events, ingested, then the timed `dbt build --select curated` (models and their data tests). At the largest
@@ -54,7 +54,7 @@ def staging_rows(env: dict[str, str]) -> int:
         con.close()
 
 
-def generate(env: dict[str, str], events: int, seed: int) -> None:
+def generate(env: dict[str, str], events: int, seed: int, schemas: bool) -> None:
     lsn, tx = source_position(env)
     subprocess.run(
         [
@@ -72,6 +72,7 @@ def generate(env: dict[str, str], events: int, seed: int) -> None:
             str(tx),
             "--partitions",
             "1",
+            "--schemas" if schemas else "--no-schemas",
         ],
         env=env,
         cwd=REPO,
@@ -80,14 +81,22 @@ def generate(env: dict[str, str], events: int, seed: int) -> None:
     )
 
 
-def grow(env: dict[str, str], events: int, seed: int, chunk: int) -> None:
+def grow(env: dict[str, str], events: int, seed: int, chunk: int, schemas: bool) -> None:
     """Produce and land `events` change events, in chunks (the broker keeps everything in memory)."""
     done = 0
     while done < events:
         size = min(chunk, events - done)
-        generate(env, size, seed + done)
+        started = time.perf_counter()
+        generate(env, size, seed + done, schemas)
+        generated = time.perf_counter() - started
         ingest_until_caught_up(env)
         done += size
+        if events > NEW_EVENTS:
+            print(
+                f"  {done:,}/{events:,} events: generated in {generated:.0f} s, "
+                f"landed in {time.perf_counter() - started - generated:.0f} s",
+                flush=True,
+            )
 
 
 def timed_build(env: dict[str, str], work: Path, *extra: str) -> dict[str, float]:
@@ -105,6 +114,13 @@ def main() -> None:
     parser.add_argument("--history", default="100000,1000000", help="history sizes (change events)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--chunk", type=int, default=500_000, help="events produced per generator call")
+    parser.add_argument(
+        "--schemas",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="schemas.enable (off by default: the embedded broker keeps every event in memory, and 10M "
+        "events with schemas are ~3x larger than the ~24 GB of this machine)",
+    )
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.history.split(","))
     results: dict[str, dict] = {}
@@ -115,14 +131,14 @@ def main() -> None:
         seed = 1
         for size in sizes:
             started = time.perf_counter()
-            grow(env, size - landed, seed, args.chunk)
+            grow(env, size - landed, seed, args.chunk, args.schemas)
             seed += size
             landed = size
             dbt(env, work, "build", "--select", "curated", "--indirect-selection", "cautious")
             print(f"history {size:,}: grown and built in {time.perf_counter() - started:.0f} s", flush=True)
             rows: dict[str, list[float]] = {}
             for run in range(args.runs):
-                grow(env, NEW_EVENTS, seed, NEW_EVENTS)
+                grow(env, NEW_EVENTS, seed, NEW_EVENTS, args.schemas)
                 seed += NEW_EVENTS
                 landed += NEW_EVENTS
                 incremental = timed_build(env, work)
@@ -148,10 +164,12 @@ def main() -> None:
         }
     write_result(
         "dbt_incremental",
-        f"python bench/dbt_incremental.py --history {args.history} --runs {args.runs}",
+        f"python bench/dbt_incremental.py --history {args.history} --runs {args.runs}"
+        + (" --schemas" if args.schemas else ""),
         results,
         history=sizes,
         new_events=NEW_EVENTS,
+        schemas=args.schemas,
         runs=args.runs,
         goal="incremental(10M) / incremental(1M) <= 1.5; full refresh(10M) / incremental(10M) >= 20",
     )

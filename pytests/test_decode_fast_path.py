@@ -135,6 +135,8 @@ def test_inferred_fast_path_equals_the_general_path(images):
         assert [(c.name, c.duckdb_type) for c in schema.columns] == [
             (c.name, c.duckdb_type) for c in general_schema.columns
         ]
+        # The fast path may keep an image's nulls, which read as missing values (`values.get`).
+        values = {name: value for name, value in values.items() if value is not None}
         assert repr(values) == repr(general_values)  # repr: NaN equals itself
         assert [type(v) for v in values.values()] == [type(v) for v in general_values.values()]
         assert unavailable == general_unavailable
