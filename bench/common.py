@@ -229,7 +229,12 @@ def machine() -> dict[str, object]:
 
 
 def write_result(name: str, command: str, results: dict, **extra: object) -> Path:
+    """Write bench/results/<name>.json. BENCH_NOTE (environment) is kept as the run's note, e.g. what else
+    ran on the machine meanwhile; bench/report.py prints it under the figures."""
+    note = os.environ.get("BENCH_NOTE")
     report = {"benchmark": name, "command": command, "machine": machine(), **extra, "results": results}
+    if note:
+        report["note"] = note
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -37,10 +37,10 @@ def header(title: str, report: dict) -> list[str]:
         "",
         f"Command: `.venv/bin/{report['command']}`. Goal: {report.get('goal', 'n/a')}.",
         f"Machine: {m['cpus']} cores, {m['memory_gib']} GiB, Python {m['python']}, {m['date']}, "
-        f"load average at the end {m['load_average_at_end']} (shared with five other engineers).",
+        f"load average at the end {m['load_average_at_end']}.",
         "Figures: median (min-max) of the runs.",
         "",
-    ]
+    ] + ([f"Note: {report['note']}", ""] if report.get("note") else [])
 
 
 def ingest_throughput(report: dict) -> list[str]:
