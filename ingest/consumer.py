@@ -164,6 +164,9 @@ class Ingester:
             writer_busy = self._landing is not None and not self._landing[0].done()
             if writer_busy:
                 wait = max(wait, WRITER_BUSY_POLL_S)
+            # consume() blocks until it has the count or the timeout: a batch opened by what it returns is
+            # dated from the call, or its first event waits up to twice max_ms (measured: 1 s at 1,000/s).
+            polled_at = time.monotonic()
             messages = self._consumer.consume(
                 min(CONSUME_CHUNK, max_events - batch.size), timeout=min(wait, 0.5)
             )
@@ -182,7 +185,7 @@ class Ingester:
                     self._dropped.add(*partition, message.offset())
                     continue
                 if opened_at is None:
-                    opened_at = time.monotonic()
+                    opened_at = polled_at
                 decoded = self.decoder.decode(to_record(message))
                 if isinstance(decoded, DeadLetter):
                     log.warning(
