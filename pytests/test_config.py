@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from ingest.config import ConfigError, load_settings, redact
+from ingest.consumer import consumer_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -82,3 +83,13 @@ def test_redact_hides_nested_secrets():
     assert redact({"a": {"ssl.key.password": "x", "token": "", "user": "u"}}) == {
         "a": {"ssl.key.password": "***", "token": "", "user": "u"}
     }
+
+
+def test_the_consumer_keeps_fetching_while_its_prefetch_queue_is_full():
+    """librdkafka's default fetch.queue.backoff.ms (1 s) stalled an ingester decoding a backlog: the project
+    sets 10 ms (docs/benchmarks.md), and kafka.client can still set it."""
+    settings = load_settings("dev", project_dir=REPO, environ={})
+    assert consumer_config(settings)["fetch.queue.backoff.ms"] == 10
+    environ = {"INGEST_KAFKA__FETCH_QUEUE_BACKOFF_MS": "500"}
+    overridden = load_settings("dev", project_dir=REPO, environ=environ)
+    assert consumer_config(overridden)["fetch.queue.backoff.ms"] == "500"
