@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,11 +68,21 @@ class EmbeddedCatalog:
             return CatalogStatus(False, self.pgdata, None, None)
         return CatalogStatus(True, self.pgdata, info.socket_dir, info.pid)
 
-    def _server(self):  # noqa: ANN202 - pgserver exports no type for its handle
+    def _server(self, settle_s: float = 60.0):  # noqa: ANN202 - pgserver exports no type for its handle
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        server = _pgserver().get_server(self.pgdata, cleanup_mode=None, start=False)
-        server.start()
-        return server
+        deadline = time.monotonic() + settle_s
+        while True:
+            server = _pgserver().get_server(self.pgdata, cleanup_mode=None, start=False)
+            try:
+                server.start()
+                return server
+            except AssertionError:
+                # pgserver asserts that a postmaster it finds is 'ready': one still shutting down (another
+                # process stopped it a moment ago) or starting is not yet. Seen in CI: the ingester,
+                # restarting the catalog after an outage, crashed here. Wait for it to settle instead.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
 
 def _pgserver():  # noqa: ANN202

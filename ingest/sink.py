@@ -125,7 +125,10 @@ class LandingError(RuntimeError):
 _UNREACHABLE = re.compile(
     r"unable to connect|could not connect|connection refused|no such file or directory|shutting down|"
     r"server closed the connection|terminating connection|connection to server|connection not open|"
-    r"not accepting connections|the database system is starting up|broken pipe|ssl syscall",
+    r"not accepting connections|the database system is starting up|broken pipe|ssl syscall|"
+    # A COMMIT that failed and whose ROLLBACK failed too: the connection died under the commit (a conflict
+    # rolls back fine). Seen when the catalog stops mid-COMMIT.
+    r'failed to execute query "rollback"',
     re.I,
 )
 

@@ -93,3 +93,18 @@ def test_the_consumer_keeps_fetching_while_its_prefetch_queue_is_full():
     environ = {"INGEST_KAFKA__FETCH_QUEUE_BACKOFF_MS": "500"}
     overridden = load_settings("dev", project_dir=REPO, environ=environ)
     assert consumer_config(overridden)["fetch.queue.backoff.ms"] == "500"
+
+
+@pytest.mark.parametrize(
+    ("message", "unreachable"),
+    [
+        ('IO Error: Failed to query most recent snapshot: Unable to connect to Postgres at "x"', True),
+        ('TransactionContext Error: Failed to commit: Failed to execute query "ROLLBACK":', True),
+        ("TransactionContext Error: Failed to commit: conflict: another transaction altered it", False),
+    ],
+)
+def test_a_lost_catalog_is_told_apart_from_a_commit_conflict(message, unreachable):
+    """An unreachable catalog is waited for as long as it takes; a conflict is retried a few times."""
+    from ingest.sink import catalog_unreachable
+
+    assert catalog_unreachable(RuntimeError(message)) is unreachable
