@@ -103,9 +103,10 @@ def dbt_incremental(report: dict) -> list[str]:
         report,
     )
     lines += [
-        "| history (change events) | staging rows | incremental wall (s) | incremental models (s) | "
-        "incremental tests (s) | full refresh (s) | full / incremental |",
-        "|---|---|---|---|---|---|---|",
+        "| history (change events) | staging rows | maintain (s) | incremental wall (s) | "
+        "incremental models (s) | incremental tests (s) | incremental other (s) | full refresh (s) | "
+        "full / incremental |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
 
     def cell(row: dict, key: str, digits: int = 1) -> str:
@@ -116,8 +117,9 @@ def dbt_incremental(report: dict) -> list[str]:
         full = "full_refresh_wall_s" if "full_refresh_wall_s" in row else "full_refresh_dbt_elapsed_s"
         lines.append(
             f"| {fmt(int(size))} | {fmt(row['staging_rows']) if 'staging_rows' in row else '-'} | "
+            f"{row.get('maintain_s', '-')} | "
             f"{cell(row, 'incremental_wall_s')} | {cell(row, 'incremental_models_s')} | "
-            f"{cell(row, 'incremental_tests_s')} | {cell(row, full)} | "
+            f"{cell(row, 'incremental_tests_s')} | {cell(row, 'incremental_other_s')} | {cell(row, full)} | "
             f"{cell(row, 'full_over_incremental', 2)} |"
         )
     ratio = r.get("incremental_large_over_small")
@@ -126,7 +128,16 @@ def dbt_incremental(report: dict) -> list[str]:
             "",
             f"Incremental at {fmt(int(sizes[-1]))} / at {fmt(int(sizes[0]))} (medians): wall "
             f"**{ratio['wall']:.2f}**"
-            + "".join(f", {part} {ratio[part]:.2f}" for part in ("models", "tests") if part in ratio)
+            + "".join(f", {part} {ratio[part]:.2f}" for part in ("models", "tests", "other") if part in ratio)
+            + ".",
+        ]
+    slowest = r[sizes[-1]].get("nodes", {})
+    for kind, per_node in slowest.items():
+        top = list(per_node.items())[:5]
+        lines += [
+            "",
+            f"Slowest nodes, {kind.replace('_', ' ')} at {fmt(int(sizes[-1]))} (median s): "
+            + ", ".join(f"`{node.split('.')[-1]}` {seconds:.2f}" for node, seconds in top)
             + ".",
         ]
     return lines

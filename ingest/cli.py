@@ -138,7 +138,9 @@ def run(
             _fail(str(error))
         # started last before the try below: its finally stops it (a non-daemon thread would keep us alive)
         maintenance = run_periodically(lambda: connect(settings), every, older_than, stop)
-    sink = LakeSink(lambda: connect(settings), settings.lake.commit_retries)
+    sink = LakeSink(
+        lambda: connect(settings), settings.lake.commit_retries, threads=settings.lake.writer_threads
+    )
     outcome = "stopped"
     try:
         services.start()

@@ -192,7 +192,12 @@ class Replay:
             con = self.connect()
             try:
                 self._discard_leftovers(con)
-                sink = LakeSink(self.connect, self.settings.lake.commit_retries, table_prefix=self.prefix)
+                sink = LakeSink(
+                    self.connect,
+                    self.settings.lake.commit_retries,
+                    table_prefix=self.prefix,
+                    threads=self.settings.lake.writer_threads,
+                )
                 try:
                     self._create(sink)
                     self._catch_up(sink, "replaying")

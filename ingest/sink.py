@@ -190,8 +190,10 @@ class LakeSink:
         connect: Callable[[], duckdb.DuckDBPyConnection],
         commit_retries: int = 8,
         table_prefix: str = "",
+        threads: int | None = None,
     ) -> None:
         self._connect = connect
+        self.threads = threads  # DuckDB threads of the writer connection (None: DuckDB's default)
         # `ingest replay` lands beside the live tables, every name prefixed, and later renames them.
         self.table_prefix = table_prefix
         self.generation: offsets.Generation | None = None
@@ -211,7 +213,10 @@ class LakeSink:
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
-            self._con = self._connect()
+            con = self._connect()
+            if self.threads is not None:
+                con.execute(f"set threads = {int(self.threads)}")
+            self._con = con
         return self._con
 
     def close(self) -> None:

@@ -108,3 +108,21 @@ def test_a_lost_catalog_is_told_apart_from_a_commit_conflict(message, unreachabl
     from ingest.sink import catalog_unreachable
 
     assert catalog_unreachable(RuntimeError(message)) is unreachable
+
+
+def test_the_writer_connection_uses_the_configured_duckdb_threads():
+    """Landing a batch with DuckDB's default threads cost ~30% more CPU than with one (docs/benchmarks.md):
+    the writer connection takes lake.writer_threads (1 by default; the environment can change it)."""
+    import duckdb
+
+    from ingest.sink import LakeSink
+
+    settings = load_settings("dev", project_dir=REPO, environ={})
+    assert settings.lake.writer_threads == 1
+    overridden = load_settings("dev", project_dir=REPO, environ={"INGEST_LAKE__WRITER_THREADS": "3"})
+    for threads in (settings.lake.writer_threads, overridden.lake.writer_threads):
+        sink = LakeSink(duckdb.connect, threads=threads)
+        try:
+            assert sink.con.execute("select current_setting('threads')").fetchone()[0] == threads
+        finally:
+            sink.close()
