@@ -214,7 +214,7 @@ truncated as (
         select {{ key_columns | join(', ') }} from applied where _cdc_op not in ('d', 't')
         union
         {%- endif %}
-        select {{ key_columns | join(', ') }} from fresh
+        select distinct {{ key_columns | join(', ') }} from fresh
     ) as candidates
     cross join truncates
 
