@@ -214,7 +214,7 @@ def main() -> None:
         }
     write_result(
         "dbt_incremental",
-        f"python bench/dbt_incremental.py --history {args.history} --runs {args.runs}"
+        f"python bench/dbt_incremental.py --history {args.history} --runs {args.runs} --chunk {args.chunk}"
         + (" --schemas" if args.schemas else "")
         + ("" if args.maintain else " --no-maintain"),
         results,

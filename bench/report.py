@@ -95,6 +95,12 @@ def freshness(report: dict) -> list[str]:
     return lines
 
 
+def _node_name(unique_id: str) -> str:
+    """`model.<project>.<name>` or `test.<project>.<name>.<hash>`: the name, shortened."""
+    name = unique_id.split(".")[2]
+    return name if len(name) <= 60 else name[:57] + "..."
+
+
 def dbt_incremental(report: dict) -> list[str]:
     r = report["results"]
     sizes = [str(s) for s in report["history"]]
@@ -137,7 +143,7 @@ def dbt_incremental(report: dict) -> list[str]:
         lines += [
             "",
             f"Slowest nodes, {kind.replace('_', ' ')} at {fmt(int(sizes[-1]))} (median s): "
-            + ", ".join(f"`{node.split('.')[-1]}` {seconds:.2f}" for node, seconds in top)
+            + ", ".join(f"`{_node_name(node)}` {seconds:.2f}" for node, seconds in top)
             + ".",
         ]
     return lines
