@@ -1,8 +1,9 @@
 """Run every benchmark in turn, then render docs/benchmarks.md (what `make bench` does).
 
-`--scale full` uses the sizes of the goals (hours on two shared cores: 10M events of history need ~30 GB of
-memory in the embedded broker); `--scale quick` runs the same benchmarks at sizes that fit a working session
-(the figures say which sizes ran). `--only NAME[,NAME]` runs a subset.
+`--scale full` uses the sizes of the goals (about two hours on two cores; the 10M-event history of the
+incremental benchmark needs ~4 GB of memory in the embedded broker, schemas off); `--scale quick` runs
+the same benchmarks at sizes that fit a working session (the figures say which sizes ran).
+`--only NAME[,NAME]` runs a subset.
 
     .venv/bin/python bench/run_all.py [--scale full|quick] [--only freshness,memory]
 """

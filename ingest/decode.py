@@ -328,7 +328,12 @@ class Decoder:
         except orjson.JSONDecodeError as error:
             raise DecodeError(f"value is not valid JSON: {error}") from None
         # len() first: building the key set of every schemaless envelope costs more than the whole check
-        if isinstance(document, dict) and len(document) == 2 and "schema" in document and "payload" in document:
+        if (
+            isinstance(document, dict)
+            and len(document) == 2
+            and "schema" in document
+            and "payload" in document
+        ):
             return orjson.dumps(document["schema"]), document["payload"]
         return None, document
 
