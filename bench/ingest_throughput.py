@@ -58,7 +58,7 @@ def raw_consume_rate(bootstrap: str, topic: str, events: int) -> float:
 
 def landed_rate(settings_env: dict[str, str], topic: str, events: int) -> float:
     settings = load_settings("dev", project_dir=REPO, environ={**settings_env, "INGEST_TOPICS": f"^{topic}$"})
-    sink = LakeSink(lambda: connect(settings), threads=settings.lake.writer_threads)
+    sink = LakeSink.for_lake(lambda: connect(settings), settings.lake)
     sink.open()  # attach and create bookkeeping tables outside the timed part
     started = time.perf_counter()
     stats = Ingester(settings, sink).run(until_caught_up=True)

@@ -138,9 +138,7 @@ def run(
             _fail(str(error))
         # started last before the try below: its finally stops it (a non-daemon thread would keep us alive)
         maintenance = run_periodically(lambda: connect(settings), every, older_than, stop)
-    sink = LakeSink(
-        lambda: connect(settings), settings.lake.commit_retries, threads=settings.lake.writer_threads
-    )
+    sink = LakeSink.for_lake(lambda: connect(settings), settings.lake)
     outcome = "stopped"
     try:
         services.start()
@@ -550,7 +548,7 @@ def _failed_events(target: str | None, include_resolved: bool) -> list[Any]:
     from ingest.sink import LakeSink
 
     settings = _settings(target)
-    sink = LakeSink(lambda: connect(settings), settings.lake.commit_retries)
+    sink = LakeSink.for_lake(lambda: connect(settings), settings.lake)
     try:
         sink.open()  # creates the bookkeeping tables of an empty lake
         return load_failed(sink.con, include_resolved)

@@ -115,9 +115,7 @@ def _start_services(
 def _land(settings: IngestSettings, prefix: str, console: Console) -> None:
     """`ingest run --until-caught-up` over the topics `<prefix>.*`, in process; prints what landed."""
     run_settings = settings.model_copy(update={"topics": rf"^{prefix}\."})
-    sink = LakeSink(
-        lambda: connect(run_settings), settings.lake.commit_retries, threads=settings.lake.writer_threads
-    )
+    sink = LakeSink.for_lake(lambda: connect(run_settings), settings.lake)
     try:
         stats = Ingester(run_settings, sink).run(until_caught_up=True)
     finally:

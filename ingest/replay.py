@@ -192,12 +192,7 @@ class Replay:
             con = self.connect()
             try:
                 self._discard_leftovers(con)
-                sink = LakeSink(
-                    self.connect,
-                    self.settings.lake.commit_retries,
-                    table_prefix=self.prefix,
-                    threads=self.settings.lake.writer_threads,
-                )
+                sink = LakeSink.for_lake(self.connect, self.settings.lake, table_prefix=self.prefix)
                 try:
                     self._create(sink)
                     self._catch_up(sink, "replaying")

@@ -149,7 +149,7 @@ class Retry:
         self.connect = connect
 
     def run(self, ids: Sequence[str] = (), table: str | None = None, everything: bool = False) -> RetryResult:
-        sink = LakeSink(self.connect, self.settings.lake.commit_retries)
+        sink = LakeSink.for_lake(self.connect, self.settings.lake)
         try:
             sink.open()
             chosen = select_events(load_failed(sink.con), ids, table, everything)

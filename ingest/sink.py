@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from ingest import deadletters, offsets
 from ingest.batch import UTC_MS, UTC_US, Batch, Segment, segment_arrow, split_unbuildable_rows
+from ingest.config import LakeSettings
 from ingest.decode import METADATA_COLUMNS, RawRecord
 from ingest.lake import LAKE, qualified, quote_ident, quote_literal
 from ingest.logs import event_fields, event_ref, offset_runs
@@ -208,6 +209,13 @@ class LakeSink:
         self.last_landing: LandingReport | None = None
         # Runs inside each batch's transaction just before COMMIT (dead-letter retries mark their letters).
         self.before_commit: Callable[[duckdb.DuckDBPyConnection], None] | None = None
+
+    @classmethod
+    def for_lake(
+        cls, connect: Callable[[], duckdb.DuckDBPyConnection], lake: LakeSettings, table_prefix: str = ""
+    ) -> LakeSink:
+        """A sink as the target's lake settings configure it (commit retries, writer threads)."""
+        return cls(connect, lake.commit_retries, table_prefix, lake.writer_threads)
 
     # ----------------------------------------------------------------------------------- lifecycle
     @property

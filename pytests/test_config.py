@@ -120,8 +120,8 @@ def test_the_writer_connection_uses_the_configured_duckdb_threads():
     settings = load_settings("dev", project_dir=REPO, environ={})
     assert settings.lake.writer_threads == 1
     overridden = load_settings("dev", project_dir=REPO, environ={"INGEST_LAKE__WRITER_THREADS": "3"})
-    for threads in (settings.lake.writer_threads, overridden.lake.writer_threads):
-        sink = LakeSink(duckdb.connect, threads=threads)
+    for lake, threads in ((settings.lake, 1), (overridden.lake, 3)):
+        sink = LakeSink.for_lake(duckdb.connect, lake)
         try:
             assert sink.con.execute("select current_setting('threads')").fetchone()[0] == threads
         finally:
