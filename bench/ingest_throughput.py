@@ -3,8 +3,9 @@
 Both are measured in the same run, from the same embedded broker, so the ratio survives a noisy machine.
 The raw rate is confluent-kafka `assign()` + `consume(10000)` until partition EOF, doing nothing with the
 messages: the ceiling for a Python consumer. The landed rate is the real ingester (decode, type, batch,
-commit to DuckLake with offsets) reading the same topic into a fresh lake. ~1 KB Debezium envelopes,
-schemas off and on. Prints a table and writes bench/results/ingest_throughput.json.
+commit to DuckLake with offsets) reading the same topic into a fresh lake, once as configured by default
+(plain chunks decoded in SQL, `batch.sql_decoding`) and once decoding every record in Python. ~1 KB Debezium
+envelopes, schemas off and on. Prints a table and writes bench/results/ingest_throughput.json.
 
     .venv/bin/python bench/ingest_throughput.py [--events 200000] [--runs 3]
 """
@@ -80,18 +81,24 @@ def main() -> None:
     with bench_env() as bench:
         for schemas in (False, True):
             mode = "schemas on" if schemas else "schemas off"
-            ratios, raw_rates, landed_rates = [], [], []
+            ratios, raw_rates, landed_rates, python_rates, python_ratios = [], [], [], [], []
             for run in range(args.runs):
                 topic = f"bench{run}{uuid.uuid4().hex[:6]}.inventory.customers"
                 size = produce(bench.bootstrap, topic, args.events, schemas)
                 raw = raw_consume_rate(bench.bootstrap, topic, args.events)
                 landed = landed_rate(bench.lake_env(f"^{topic}$"), topic, args.events)
+                python = landed_rate(
+                    bench.lake_env(f"^{topic}$", INGEST_BATCH__SQL_DECODING="false"), topic, args.events
+                )
                 raw_rates.append(raw)
                 landed_rates.append(landed)
                 ratios.append(landed / raw)
+                python_rates.append(python)
+                python_ratios.append(python / raw)
                 print(
                     f"{mode} run {run + 1}: {size:.0f} B/event, raw {raw:,.0f}/s, landed {landed:,.0f}/s, "
-                    f"ratio {landed / raw:.3f}",
+                    f"ratio {landed / raw:.3f}; Python decoding only {python:,.0f}/s, "
+                    f"ratio {python / raw:.3f}",
                     flush=True,
                 )
             results[mode] = {
@@ -99,6 +106,8 @@ def main() -> None:
                 "raw_consume_per_s": spread(raw_rates),
                 "landed_per_s": spread(landed_rates),
                 "ratio": spread(ratios),
+                "landed_python_decoding_per_s": spread(python_rates),
+                "ratio_python_decoding": spread(python_ratios),
             }
     write_result(
         "ingest_throughput",

@@ -8,13 +8,16 @@ segment, so the sink can evolve the table between two inserts of the same transa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
 
-from ingest.decode import ChangeRow, DeadLetter, Decoded, MessageRecord, Skipped, TransactionRecord
+from ingest.decode import ChangeRow, DeadLetter, Decoded, MessageRecord, RawRecord, Skipped, TransactionRecord
 from ingest.typemap import ColumnType, TableSchema
+
+if TYPE_CHECKING:
+    from ingest.bulk import BulkRows
 
 UTC_US = pa.timestamp("us", tz="UTC")
 UTC_MS = pa.timestamp("ms", tz="UTC")
@@ -28,10 +31,29 @@ class Segment:
     rows: list[ChangeRow] = field(default_factory=list)
     key_columns: list[str] | None = None
     schema: TableSchema | None = None  # the shared Connect schema version, for connect segments
+    bulk: BulkRows | None = None  # rows decoded in SQL (ingest/bulk.py), already columnar; `rows` is empty
+
+    @classmethod
+    def of_bulk(cls, bulk: BulkRows) -> Segment:
+        return cls(bulk.table, bulk.mode, bulk.columns, key_columns=bulk.key_columns, bulk=bulk)
+
+    @property
+    def count(self) -> int:
+        return self.bulk.arrow.num_rows if self.bulk is not None else len(self.rows)
+
+    def records(self) -> list[RawRecord]:
+        return self.bulk.records() if self.bulk is not None else [row.record for row in self.rows]
+
+    def origin(self) -> tuple[str, str | None, str | None]:
+        """(topic, source schema, source table) of the segment's first row."""
+        if self.bulk is not None:
+            return self.bulk.topic, self.bulk.source_schema, self.bulk.source_table
+        first = self.rows[0]
+        return first.record.topic, first.source_schema, first.source_table
 
     def accepts(self, row: ChangeRow) -> bool:
         """Whether `row` can join this segment (widening the inferred column set if needed)."""
-        if row.schema.mode != self.mode:
+        if self.bulk is not None or row.schema.mode != self.mode:
             return False
         if self.mode == "connect" or row.schema is self.schema:
             # Connect: one schema version per segment. Inferred: the segment's columns already hold the
@@ -72,7 +94,7 @@ class Batch:
 
     def add(self, decoded: Decoded) -> None:
         record = decoded.record
-        self.next_offsets[(record.topic, record.partition)] = record.offset + 1
+        self._advance((record.topic, record.partition), record.offset + 1)
         self.size += 1
         if isinstance(decoded, ChangeRow):
             self._add_row(decoded)
@@ -84,6 +106,21 @@ class Batch:
             self.dead_letters.append(decoded)
         elif isinstance(decoded, Skipped):
             self.skipped[decoded.reason] = self.skipped.get(decoded.reason, 0) + 1
+
+    def add_bulk(self, bulk: BulkRows) -> None:
+        """Change rows decoded in SQL: a segment of their own (a row decoded in Python opens another)."""
+        for partition, offset in bulk.next_offsets.items():
+            self._advance(partition, offset)
+        count = bulk.arrow.num_rows
+        self.size += count
+        self.change_rows += count
+        self.segments.setdefault(bulk.table, []).append(Segment.of_bulk(bulk))
+
+    def _advance(self, partition: tuple[str, int], next_offset: int) -> None:
+        # Records of one partition may be added out of order (a chunk decoded in SQL, then a tombstone read
+        # among them, decoded in Python): the position only moves forward.
+        if next_offset > self.next_offsets.get(partition, -1):
+            self.next_offsets[partition] = next_offset
 
     def _add_row(self, row: ChangeRow) -> None:
         self.change_rows += 1
@@ -110,6 +147,9 @@ def _text(value: Any) -> Any:
 
 def segment_arrow(segment: Segment, batch_id: int) -> pa.Table:
     """The segment's rows as an Arrow table: source columns in transport types, then metadata."""
+    if segment.bulk is not None:
+        arrow = segment.bulk.arrow
+        return arrow.append_column("_batch_id", pa.array([batch_id] * arrow.num_rows, pa.int64()))
     rows = segment.rows
     arrays: dict[str, pa.Array] = {}
     for name, column in segment.columns.items():

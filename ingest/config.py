@@ -31,6 +31,11 @@ class BatchSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_events: int = Field(10_000, gt=0, description="close a micro-batch after this many events")
     max_ms: int = Field(500, gt=0, description="close a micro-batch after this many milliseconds")
+    sql_decoding: bool = Field(
+        True,
+        description="decode chunks of plain change events in DuckDB instead of record by record in Python "
+        "(same results, a fraction of the CPU; anything not plain is still decoded in Python)",
+    )
 
 
 class LakeSettings(BaseModel):

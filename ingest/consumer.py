@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from ingest.batch import Batch
+from ingest.bulk import BulkDecoder
 from ingest.config import IngestSettings
-from ingest.decode import DeadLetter, Decoder, RawRecord
+from ingest.decode import DeadLetter, Decoder, to_record
 from ingest.logs import OffsetRuns, event_fields, event_ref
 from ingest.metrics import IngestMetrics
 from ingest.offsets import Positions, StagingReplaced
@@ -76,19 +77,6 @@ def consumer_config(settings: IngestSettings) -> dict[str, str | bool | int]:
     return config
 
 
-def to_record(message: Message) -> RawRecord:
-    timestamp_type, timestamp = message.timestamp()
-    return RawRecord(
-        topic=message.topic(),
-        partition=message.partition(),
-        offset=message.offset(),
-        key=message.key(),
-        value=message.value(),
-        headers=message.headers(),
-        timestamp_ms=timestamp if timestamp_type else None,
-    )
-
-
 class Ingester:
     def __init__(
         self,
@@ -102,6 +90,10 @@ class Ingester:
         self.settings = settings
         self.sink = sink
         self.decoder = decoder or Decoder(settings.skip_heartbeats, settings.skip_schema_changes)
+        # Chunks of plain change events are decoded in SQL; a decoder of another kind (replay's, skipping
+        # records by time) decides record by record, so it decodes everything itself.
+        plain_decoder = type(self.decoder) is Decoder
+        self.bulk = BulkDecoder(self.decoder) if settings.batch.sql_decoding and plain_decoder else None
         self.topic_pattern = re.compile(settings.topics)
         self.on_batch = on_batch
         # Re-read from offset 0; what is already landed is still recognised by its stored position.
@@ -146,6 +138,8 @@ class Ingester:
             self._writer = None
             self._consumer.close()
             self._consumer = None
+            if self.bulk is not None:
+                self.bulk.close()
         return self.stats
 
     def _loop(self, until_caught_up: bool, stop: threading.Event) -> None:
@@ -170,6 +164,7 @@ class Ingester:
             messages = self._consumer.consume(
                 min(CONSUME_CHUNK, max_events - batch.size), timeout=min(wait, 0.5)
             )
+            chunks: dict[str, list[Message]] = {}  # data records for the SQL decoder, per topic
             for message in messages:
                 error = message.error()
                 if error is not None:
@@ -178,23 +173,21 @@ class Ingester:
                         continue
                     self._on_consumer_error(message, error)
                     continue
-                partition = (message.topic(), message.partition())
-                at_eof.discard(partition)
-                if message.offset() < self.positions.get(partition, 0):
+                topic, partition = message.topic(), message.partition()
+                at_eof.discard((topic, partition))
+                offset = message.offset()
+                if offset < self.positions.get((topic, partition), 0):
                     self.stats.already_landed += 1
-                    self._dropped.add(*partition, message.offset())
+                    self._dropped.add(topic, partition, offset)
                     continue
                 if opened_at is None:
                     opened_at = polled_at
-                decoded = self.decoder.decode(to_record(message))
-                if isinstance(decoded, DeadLetter):
-                    log.warning(
-                        "dead letter %s: %s",
-                        event_ref(message.topic(), message.partition(), message.offset()),
-                        decoded.error,
-                        extra=event_fields(message.topic(), message.partition(), message.offset()),
-                    )
-                batch.add(decoded)
+                if self.bulk is not None and message.value() is not None:
+                    chunks.setdefault(topic, []).append(message)
+                else:
+                    self._decode_into(batch, message)
+            for topic, chunk in chunks.items():
+                self._decode_chunk(batch, topic, chunk)
             now = time.monotonic()
             caught_up = self.assigned <= at_eof
             # Flush policy: at max_events, or at max_ms once the writer is free. Closing a batch while the
@@ -229,6 +222,32 @@ class Ingester:
             if now >= next_refresh:
                 self._refresh_assignment()
                 next_refresh = now + METADATA_REFRESH_S
+
+    def _decode_chunk(self, batch: Batch, topic: str, chunk: list[Message]) -> None:
+        """One topic's records of a consume() call: in SQL when they are plain change events, else one by
+        one (same result either way: ingest/bulk.py)."""
+        assert self.bulk is not None
+        kind = self.decoder.topic_kind(topic)
+        rows = None
+        if kind.kind == "data" and kind.table is not None:
+            rows = self.bulk.decode(topic, kind.table, chunk)
+        if rows is not None:
+            batch.add_bulk(rows)
+            return
+        for message in chunk:
+            self._decode_into(batch, message)
+
+    def _decode_into(self, batch: Batch, message: Message) -> None:
+        decoded = self.decoder.decode(to_record(message))
+        if isinstance(decoded, DeadLetter):
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            log.warning(
+                "dead letter %s: %s",
+                event_ref(topic, partition, offset),
+                decoded.error,
+                extra=event_fields(topic, partition, offset),
+            )
+        batch.add(decoded)
 
     def _land(self, batch: Batch) -> bool:
         """Hand `batch` to the writer thread, once the batch before it has landed. False if staging was

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from confluent_kafka import Message
 from pydantic import ValidationError
 
 from ingest.envelope import (
@@ -69,7 +70,7 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # sends the raw value through the exact (and slower) check.
 _PLAIN_JSON_TYPES = frozenset({str, int, bool, type(None)})
 # Strings whose meaning is not plain text when no schema says otherwise: they need the slow inference path.
-_SPECIAL_TEXT = SPECIAL_FLOATS | {UNAVAILABLE_VALUE, UNAVAILABLE_VALUE_BASE64}
+SPECIAL_TEXT = SPECIAL_FLOATS | {UNAVAILABLE_VALUE, UNAVAILABLE_VALUE_BASE64}
 
 
 # Not frozen: a frozen dataclass's __init__ costs ~1 us more per instance, and RawRecord and _Change are made
@@ -85,6 +86,19 @@ class RawRecord:
     value: bytes | None
     headers: Sequence[tuple[str, bytes | None]] | None = None
     timestamp_ms: int | None = None
+
+
+def to_record(message: Message) -> RawRecord:
+    timestamp_type, timestamp = message.timestamp()
+    return RawRecord(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        key=message.key(),
+        value=message.value(),
+        headers=message.headers(),
+        timestamp_ms=timestamp if timestamp_type else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,11 +302,7 @@ class Decoder:
             return DeadLetter(record, "value is nested too deeply to decode")
 
     def _decode(self, record: RawRecord) -> Decoded:
-        kind = self._topic_kinds.get(record.topic)
-        if kind is None:
-            if len(self._topic_kinds) >= _MAX_CACHED_SCHEMAS:
-                self._topic_kinds.clear()
-            kind = self._topic_kinds[record.topic] = classify_topic(record.topic)
+        kind = self.topic_kind(record.topic)
         if kind.kind == "heartbeat" and self.skip_heartbeats:
             return Skipped(record, "heartbeat")
         if kind.kind == "schema_change" and self.skip_schema_changes:
@@ -377,10 +387,7 @@ class Decoder:
             values, unavailable = self._convert(schema, image)
         else:
             schema, values, unavailable = self._inferred(image)
-        key_columns = None
-        if self._table_versions.get(table) is not schema:
-            self._table_versions[table] = schema
-            key_columns = self._key_columns(record.key)
+        key_columns = self.note_table_version(table, schema, record.key)
         return ChangeRow(
             record=record,
             table=table,
@@ -397,6 +404,21 @@ class Decoder:
             key_columns=key_columns,
         )
 
+    def note_table_version(self, table: str, schema: TableSchema, key: bytes | None) -> list[str] | None:
+        """The key columns (from the record key) when `schema` is a new version of `table`, else None."""
+        if self._table_versions.get(table) is schema:
+            return None
+        self._table_versions[table] = schema
+        return self._key_columns(key)
+
+    def topic_kind(self, topic: str) -> TopicKind:
+        kind = self._topic_kinds.get(topic)
+        if kind is None:
+            if len(self._topic_kinds) >= _MAX_CACHED_SCHEMAS:
+                self._topic_kinds.clear()
+            kind = self._topic_kinds[topic] = classify_topic(topic)
+        return kind
+
     def _inferred(self, image: dict[str, Any]) -> tuple[TableSchema, dict[str, Any], list[str]]:
         """Schema and values of a schemaless image. Fast path: when no value is an object, a list or one of
         the special strings, the inferred type of each column follows from its Python type alone, so the
@@ -405,7 +427,7 @@ class Decoder:
         else takes the general path."""
         values = image.values()
         types = tuple(map(type, values))
-        if dict not in types and list not in types and _SPECIAL_TEXT.isdisjoint(values):
+        if dict not in types and list not in types and SPECIAL_TEXT.isdisjoint(values):
             shape = (tuple(image), types)
             cached = self._inferred_by_shape.get(shape)
             if cached is None:

@@ -183,7 +183,13 @@ class Replay:
         self.prefix = f"{PREFIX}{self.replay_id}_"
         self.generation = offsets.Generation(f"replay-{self.replay_id}")
         self.result = ReplayResult(self.replay_id)
-        self.decoder = SkipOlder(since_ms, settings.skip_heartbeats, settings.skip_schema_changes)
+        # From the beginning, the ingester's own decoder (which decodes plain chunks in SQL); from a time,
+        # one that sees every record.
+        self.decoder = (
+            SkipOlder(since_ms, settings.skip_heartbeats, settings.skip_schema_changes)
+            if since_ms is not None
+            else Decoder(settings.skip_heartbeats, settings.skip_schema_changes)
+        )
 
     # ------------------------------------------------------------------------------------------ run
     def run(self) -> ReplayResult:
@@ -210,7 +216,7 @@ class Replay:
                 raise
             finally:
                 con.close()
-        self.result.skipped_older = self.decoder.older
+        self.result.skipped_older = getattr(self.decoder, "older", 0)
         self.result.seconds = time.monotonic() - started
         return self.result
 

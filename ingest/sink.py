@@ -437,7 +437,7 @@ class LakeSink:
         entry = state.tables.get(table)
         if entry is not None and entry.quarantined:
             pending.quarantine.extend(
-                (table, row.record, f"table is quarantined: {entry.quarantined}") for row in segment.rows
+                (table, record, f"table is quarantined: {entry.quarantined}") for record in segment.records()
             )
             return
         if entry is None:
@@ -449,7 +449,7 @@ class LakeSink:
                 entry.quarantined = reason
                 entry.dirty = True
                 pending.schema_changes.append((table, "quarantine", None, None, reason))
-                pending.quarantine.extend((table, row.record, reason) for row in segment.rows)
+                pending.quarantine.extend((table, record, reason) for record in segment.records())
                 return
         if segment.key_columns is not None and entry.primary_key != segment.key_columns:
             entry.primary_key = segment.key_columns
@@ -473,15 +473,15 @@ class LakeSink:
         table: str,
         segment: Segment,
     ) -> TableEntry:
-        first = segment.rows[0]
+        topic, source_schema, source_table = segment.origin()
         columns = [f"{quote_ident(c.name)} {c.duckdb_type}" for c in segment.columns.values()]
         columns += [f"{name} {ddl}" for name, ddl in METADATA_DDL.items()]
         con.execute(f"create table if not exists {self.staging_table(table)} ({', '.join(columns)})")
         entry = TableEntry(
             table_name=table,
-            topic=first.record.topic,
-            source_schema=first.source_schema,
-            source_table=first.source_table,
+            topic=topic,
+            source_schema=source_schema,
+            source_table=source_table,
             primary_key=segment.key_columns,
             columns={c.name.lower(): c.describe() for c in segment.columns.values()},
             schema_mode=segment.mode,
@@ -704,9 +704,12 @@ def _landing_report(batch: Batch, pending: _Pending) -> LandingReport:
             for r in s.rows
             if (r.record.topic, r.record.partition, r.record.offset) not in refused
         ]
-        if rows:
-            report.rows[table] = len(rows)
-            newest = max((r.source_ts_us for r in rows if r.source_ts_us is not None), default=None)
+        bulk = [s.bulk for s in segments if s.bulk is not None]  # never refused: built before landing
+        count = len(rows) + sum(b.arrow.num_rows for b in bulk)
+        if count:
+            report.rows[table] = count
+            times = [r.source_ts_us for r in rows] + [b.newest_source_ts_us() for b in bulk]
+            newest = max((t for t in times if t is not None), default=None)
             if newest is not None:
                 report.newest_source_ts[table] = newest / 1_000_000
     for record in [d.record for d in batch.dead_letters] + [r for r, _ in pending.dead_letters]:

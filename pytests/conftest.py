@@ -27,8 +27,7 @@ from confluent_kafka import Producer
 from ingest.broker import EmbeddedBroker, ensure_topics
 from ingest.catalog import EmbeddedCatalog
 from ingest.config import IngestSettings, load_settings
-from ingest.consumer import to_record
-from ingest.decode import ChangeRow, DeadLetter, Decoder, RawRecord, TransactionRecord
+from ingest.decode import ChangeRow, DeadLetter, Decoder, RawRecord, TransactionRecord, to_record
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "debezium-corpus"

@@ -1,0 +1,495 @@
+"""Columnar decoding of plain change events in DuckDB: the per-event hot path, in C++ instead of Python.
+
+A chunk of records of one data topic goes to an in-memory DuckDB as one Arrow column of raw values. One SQL
+pass parses every value once per function: `json_type` reads the JSON type of every field the Python
+decoder's fast path checks (envelope, source block, both row images), `json_keys` the images' keys, and
+`json_transform_strict` types the fields a staging row needs (a missing or duplicate key, or a number out of
+its column's range, fails the pass). Rows are then grouped by their signature (op, types, keys): each
+distinct signature is checked once, in Python, by the rules of `ingest.decode._fast_change`, and the first
+row of each is decoded by the Python decoder itself, which gives the staging schema. A chunk is landed from
+SQL only when every row passes and every check holds; anything else (a dead letter, a TOAST placeholder, a
+TRUNCATE, a float, a Connect type that needs converting, a new column...) sends the whole chunk back to
+`Decoder.decode`, record by record. So a chunk lands the same whichever way it goes: the equivalence is
+tested on the corpus and on fuzzed input (pytests/test_bulk_decode.py).
+
+Why: per-event Python (JSON parse, checks, record objects, Arrow build) cost ~8 us of the ~12 us the
+decoding thread spends per 1 KB event, holding the GIL; this path costs ~0.5 us of Python per event and
+~3 us of DuckDB, which releases the GIL (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from confluent_kafka import Message
+
+from ingest.batch import UTC_MS, UTC_US
+from ingest.decode import SPECIAL_TEXT, ChangeRow, Decoder, RawRecord, to_record
+from ingest.typemap import TYPE_CHECK_ONLY_CONVERTERS, ColumnType
+
+log = logging.getLogger(__name__)
+
+# Below this many records a chunk is decoded in Python: the SQL passes cost ~1-2 ms whatever the size.
+MIN_BULK_EVENTS = 64
+_PAYLOAD_MARK = b',"payload":'
+_SCHEMA_PREFIX = b'{"schema":'
+_INTEGER_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT"})
+# The Connect primitives whose Python converter only checks the JSON type (and an integer's range, which
+# json_transform_strict checks against the column's type).
+_PLAIN_CONNECT_TYPES = frozenset({"int8", "int16", "int32", "int64", "string", "boolean"})
+_JSON_TYPES_OF = {"VARCHAR": frozenset({"VARCHAR"}), "BOOLEAN": frozenset({"BOOLEAN"})}
+_JSON_INTEGERS = frozenset({"UBIGINT", "BIGINT"})
+_TEXT_OR_NULL = frozenset({"VARCHAR", "NULL"})
+_INT_OR_NULL = frozenset({"UBIGINT", "BIGINT", "NULL"})
+_CHANGE_OPS = frozenset({"r", "c", "u", "d"})  # a TRUNCATE ("t") has no image: Python decodes it
+_SOURCE_TEXT_FIELDS = frozenset({"version", "connector", "name", "db", "schema", "table", "sequence"})
+_SOURCE_INT_FIELDS = frozenset({"ts_ms", "ts_us", "ts_ns", "lsn"})
+# Values of fields no check reads: any JSON scalar but a float (DuckDB also reads NaN, Infinity and numbers
+# beyond a double as floats, which orjson refuses as invalid JSON).
+_SCALAR_TYPES = frozenset({"UBIGINT", "BIGINT", "VARCHAR", "BOOLEAN", "NULL"})
+# Source fields a staging row takes, with the type json_transform_strict gives them.
+_SOURCE_FIELDS = {
+    "ts_ms": "BIGINT",
+    "ts_us": "BIGINT",
+    "lsn": "BIGINT",
+    "txId": "VARCHAR",
+    "snapshot": "VARCHAR",
+}
+# DuckDB's JSON reader takes trailing commas, which orjson refuses; nothing else it takes is invalid JSON
+# except non-finite and overflowing numbers, which read as floats (refused by type).
+_TRAILING_COMMA = r",\s*[}\]]"
+
+
+def _pointer(*parts: str) -> str:
+    """A JSON pointer (RFC 6901): safe for any column name, unlike a `$.name` path."""
+    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(slots=True)
+class BulkRows:
+    """Change rows of one topic decoded in SQL: what a `Segment` needs to land them."""
+
+    topic: str
+    table: str
+    mode: str
+    columns: dict[str, ColumnType]
+    arrow: pa.Table  # image columns in transport types + metadata columns, without _batch_id
+    messages: list[Message]
+    key_columns: list[str] | None
+    source_schema: str | None
+    source_table: str | None
+    next_offsets: dict[tuple[str, int], int]
+
+    def records(self) -> list[RawRecord]:
+        return [to_record(m) for m in self.messages]
+
+    def newest_source_ts_us(self) -> int | None:
+        newest = pc.max(self.arrow.column("_cdc_source_ts")).value
+        return None if newest is None else int(newest)
+
+
+@dataclass(slots=True)
+class _Plan:
+    """How one topic's chunks are parsed: the keys of its envelopes, learned from a chunk's first record.
+    Every row of a chunk must have exactly these keys (they are part of its signature)."""
+
+    prefix: bytes  # the Connect schema half every value starts with; b"" for schemaless values
+    top_keys: tuple[str, ...]
+    source_keys: tuple[str, ...]
+    image_keys: tuple[str, ...]
+    columns: dict[str, ColumnType] = field(default_factory=dict)  # typed by the SQL pass; {}: not yet
+
+    @property
+    def paths(self) -> list[str]:
+        paths = [_pointer(k) for k in self.top_keys] + [_pointer("source", k) for k in self.source_keys]
+        for key in self.image_keys:
+            paths += [_pointer("before", key), _pointer("after", key)]
+        return paths
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """A signature checked once: the staging schema of its rows, or why SQL does not land them."""
+
+    change: ChangeRow | None = None  # the first row, decoded by the Python decoder
+    refusal: str | None = None
+
+
+class _Replan(Exception):
+    """The chunk showed columns or types the plan did not have: parse it again with them."""
+
+
+class BulkDecoder:
+    """Decodes chunks of one data topic in DuckDB; holds only caches and its in-memory connection."""
+
+    def __init__(self, decoder: Decoder, threads: int = 1, min_events: int = MIN_BULK_EVENTS) -> None:
+        self.decoder = decoder
+        self.min_events = min_events
+        # Signatures are checked by decoding a row with a decoder of their own, so that the main decoder's
+        # state (table versions, hence key columns) moves only with what is landed.
+        self._probe = Decoder(decoder.skip_heartbeats, decoder.skip_schema_changes)
+        self._con = duckdb.connect(config={"threads": threads, "autoinstall_known_extensions": False})
+        self._plans: dict[tuple, _Plan] = {}
+        self._verdicts: dict[tuple, _Verdict] = {}
+        self.chunks = 0
+        self.fallbacks = 0
+
+    def close(self) -> None:
+        self._con.close()
+
+    def decode(self, topic: str, table: str, messages: Sequence[Message]) -> BulkRows | None:
+        """The chunk's change rows decoded in SQL, or None: then decode it record by record in Python.
+        `messages` are records of `topic` with a value, in offset order per partition."""
+        if len(messages) < self.min_events:
+            return None
+        self.chunks += 1
+        plan = self._plan(topic, messages[0].value())
+        if plan is None:
+            return self._fallback(topic, "its first record is not a plain change event")
+        for _ in range(3):
+            try:
+                rows = self._decode_with(plan, topic, table, messages)
+            except _Replan:
+                continue
+            except duckdb.Error as error:
+                if plan.columns:  # typed by an older plan: learn the types again
+                    plan.columns = {}
+                    continue
+                return self._fallback(topic, f"SQL refused it: {str(error).splitlines()[0][:300]}")
+            return rows if rows is not None else self._fallback(topic, "a row is not plain")
+        return self._fallback(topic, "its columns keep changing")
+
+    def _fallback(self, topic: str, why: str) -> None:
+        self.fallbacks += 1
+        log.debug("a chunk of %s is decoded in Python: %s", topic, why)
+        return None
+
+    # ----------------------------------------------------------------------------------------- plan
+    def _plan(self, topic: str, first: bytes | None) -> _Plan | None:
+        """The plan of the chunk's first value (its envelope's keys), kept per topic and key set."""
+        if first is None:
+            return None
+        prefix = b""
+        payload_bytes = first
+        if first.startswith(_SCHEMA_PREFIX):
+            mark = first.find(_PAYLOAD_MARK)
+            if mark < 0 or not first.endswith(b"}"):
+                return None
+            prefix = first[: mark + len(_PAYLOAD_MARK)]
+            payload_bytes = first[len(prefix) : -1]
+        try:
+            payload = orjson.loads(payload_bytes)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(payload, dict) or not {"op", "before", "after", "source"} <= payload.keys():
+            return None
+        image = payload["before"] if payload["op"] == "d" else payload["after"]
+        source = payload["source"]
+        if not isinstance(image, dict) or not isinstance(source, dict):
+            return None
+        key = (topic, prefix, tuple(payload), tuple(source), tuple(image))
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= 1024:
+                self._plans.clear()
+            plan = self._plans[key] = _Plan(prefix, key[2], key[3], key[4])
+        return plan
+
+    # ------------------------------------------------------------------------------------------ SQL
+    def _decode_with(
+        self, plan: _Plan, topic: str, table: str, messages: Sequence[Message]
+    ) -> BulkRows | None:
+        timestamps = [m.timestamp() for m in messages]
+        source = pa.table(
+            {
+                "v": pa.array([m.value() for m in messages], pa.binary()),
+                "p": pa.array([m.partition() for m in messages], pa.int32()),
+                "o": pa.array([m.offset() for m in messages], pa.int64()),
+                "ts": pa.array([t if kind else None for kind, t in timestamps], pa.int64()),
+                "n": pa.array(range(len(messages)), pa.int64()),
+            }
+        )
+        con = self._con
+        con.register("_bulk_input", source)
+        try:
+            parameters: dict[str, object] = {
+                "top": list(plan.top_keys),
+                "source": list(plan.source_keys),
+                "image": list(plan.image_keys),
+            }
+            if plan.prefix:
+                parameters["prefix"] = plan.prefix
+            con.execute(self._parse_sql(plan), parameters)
+            verdicts = []
+            for op, types, first, clean in con.execute(self._signature_sql(plan)).fetchall():
+                if types is None:  # another schema half: not parsed
+                    log.debug("row %d of a chunk of %s: another schema", first, topic)
+                    return None
+                verdict = self._verdict(plan, topic, op, types, messages[first])
+                if verdict.refusal is not None or not clean:
+                    log.debug("row %d of a chunk of %s: %s", first, topic, verdict.refusal or "special text")
+                    return None
+                verdicts.append(verdict)
+            columns = _union(verdicts)
+            if columns is None:
+                return None
+            if any(
+                plan.columns.get(n, c).duckdb_type != c.duckdb_type or n not in plan.columns
+                for n, c in columns.items()
+            ):
+                plan.columns = {**plan.columns, **columns}
+                raise _Replan
+            arrow = con.execute(self._output_sql(plan, columns, topic)).to_arrow_table()
+        finally:
+            con.unregister("_bulk_input")
+        first = verdicts[0].change
+        assert first is not None
+        next_offsets: dict[tuple[str, int], int] = {}
+        for message in messages:
+            next_offsets[(topic, message.partition())] = message.offset() + 1
+        return BulkRows(
+            topic=topic,
+            table=table,
+            mode=first.schema.mode,
+            columns=columns,
+            arrow=arrow.cast(_output_schema(columns)),
+            messages=list(messages),
+            key_columns=self.decoder.note_table_version(table, first.schema, messages[0].key()),
+            source_schema=first.source_schema,
+            source_table=first.source_table,
+            next_offsets=next_offsets,
+        )
+
+    @staticmethod
+    def _image_struct(plan: _Plan) -> str:
+        return json.dumps({name: column.duckdb_type for name, column in plan.columns.items()})
+
+    def _parse_sql(self, plan: _Plan) -> str:
+        source = {f: t for f, t in _SOURCE_FIELDS.items() if f in plan.source_keys}
+        struct = json.dumps({"op": "VARCHAR", "before": "JSON", "after": "JSON", "source": source})
+        image = "null"
+        if plan.columns:
+            image_struct = self._image_struct(plan)
+            struct = struct.replace('"after": "JSON"', f'"after": {image_struct}')
+            image = (
+                f"case when e.op = 'd' then json_transform_strict(e.before, {_literal(image_struct)}) "
+                "else e.after end"
+            )
+        if plan.prefix:
+            # a value with another schema half is not parsed (its payload would start elsewhere)
+            payload = f"case when prefix_ok then decode(v[{len(plan.prefix) + 1}:-2]) end"
+            prefix_ok = f"v[1:{len(plan.prefix)}] = $prefix::blob and v[-1:] = '}}'::blob"
+        else:
+            payload, prefix_ok = "decode(v)", "true"
+        return f"""
+            create or replace temp table _bulk_chunk as
+            with payloads as materialized (
+                select n, p, o, ts, prefix_ok, {payload} as s
+                from (select *, {prefix_ok} as prefix_ok from _bulk_input)
+            ),
+            parsed as (
+                select
+                    n, p, o, ts,
+                    prefix_ok and not regexp_matches(s, {_literal(_TRAILING_COMMA)}) as clean,
+                    -- no float anywhere (NaN, Infinity): every key of envelope, source and images is typed
+                    array_to_string(
+                        list_transform(json_type(s, [{", ".join(_literal(p) for p in plan.paths)}]),
+                                       t -> coalesce(t, 'MISSING')),
+                        ','
+                    ) as types,
+                    json_keys(s, ['$', '$.source', '$.before', '$.after']) as keys,
+                    json_transform_strict(s, {_literal(struct)}) as e
+                from payloads
+            )
+            select
+                n, p, o, ts, types, e, {image} as image,
+                -- every row has the first record's keys (json_keys lists duplicates too)
+                coalesce(
+                    clean and keys[1] = $top and keys[2] = $source
+                    and keys[3] in ([], $image) and keys[4] in ([], $image),
+                    false
+                ) as clean
+            from parsed
+        """
+
+    @staticmethod
+    def _signature_sql(plan: _Plan) -> str:
+        special = ", ".join(_literal(t) for t in sorted(SPECIAL_TEXT))
+        plain_text = [
+            f"coalesce(image.{_ident(name)} not in ({special}), true)"
+            for name, column in plan.columns.items()
+            if column.duckdb_type == "VARCHAR"
+        ]
+        clean = " and ".join(["clean", *plain_text])
+        return f"""
+            select e.op, types, min(n) as first, bool_and({clean}) as clean
+            from _bulk_chunk
+            group by all
+            order by first
+        """
+
+    @staticmethod
+    def _output_sql(plan: _Plan, columns: dict[str, ColumnType], topic: str) -> str:
+        image = [f"image.{_ident(name)} as {_ident(name)}," for name in columns]
+        fields = set(plan.source_keys)
+        ts_us = "e.source.ts_us" if "ts_us" in fields else "null"
+        ts_ms = "e.source.ts_ms * 1000" if "ts_ms" in fields else "null"
+        tx_id = 'e.source."txId"' if "txId" in fields else "null"
+        lsn = "e.source.lsn" if "lsn" in fields else "null"
+        snapshot = "coalesce(e.source.snapshot, 'false') <> 'false'" if "snapshot" in fields else "false"
+        return f"""
+            select
+                {" ".join(image)}
+                e.op as _cdc_op,
+                e.op = 'd' as _cdc_deleted,
+                coalesce({ts_us}, {ts_ms}) as _cdc_source_ts,
+                {lsn} as _cdc_lsn,
+                {tx_id} as _cdc_tx_id,
+                {snapshot} as _cdc_snapshot,
+                []::varchar[] as _cdc_unavailable_columns,
+                {_literal(topic)} as _kafka_topic,
+                p as _kafka_partition,
+                o as _kafka_offset,
+                ts as _kafka_timestamp
+            from _bulk_chunk
+            order by n
+        """
+
+    # ------------------------------------------------------------------------------------ signatures
+    def _verdict(self, plan: _Plan, topic: str, op: str | None, types: str, message: Message) -> _Verdict:
+        cache_key = (topic, plan.prefix, plan.top_keys, plan.source_keys, plan.image_keys, op, types)
+        verdict = self._verdicts.get(cache_key)
+        if verdict is None:
+            verdict = self._check(plan, op, types.split(","), message)
+            if len(self._verdicts) >= 4096:
+                self._verdicts.clear()
+            self._verdicts[cache_key] = verdict
+        return verdict
+
+    def _check(self, plan: _Plan, op: str | None, types: list[str], message: Message) -> _Verdict:
+        """The rules of `ingest.decode._fast_change` and of a plain row image, on one signature; then the
+        Python decoder on its first row: every row of the signature has the same keys (the plan's, checked
+        in SQL) and JSON types, so the same staging schema."""
+        top = dict(zip(plan.top_keys, types, strict=False))
+        source = dict(zip(plan.source_keys, types[len(plan.top_keys) :], strict=False))
+        refusal = _envelope_refusal(op, top, source)
+        if refusal is not None:
+            return _Verdict(refusal=refusal)
+        image_at = len(plan.top_keys) + len(plan.source_keys)
+        before_types, after_types = types[image_at::2], types[image_at + 1 :: 2]
+        for name, image_types in (("before", before_types), ("after", after_types)):
+            if top[name] == "OBJECT" and not _SCALAR_TYPES.issuperset(image_types):
+                return _Verdict(refusal=f"a value in {name} is a float, an object or a list")
+        change = self._probe.decode(to_record(message))
+        if not isinstance(change, ChangeRow):
+            return _Verdict(refusal=f"the Python decoder makes it a {type(change).__name__}")
+        if change.unavailable or change.op != op:
+            return _Verdict(refusal="unavailable (TOAST) values")
+        if (change.schema.mode == "connect") != bool(plan.prefix):
+            return _Verdict(refusal="the value's form differs from the chunk's first record")
+        by_name = change.schema.by_name
+        for key, json_type in zip(plan.image_keys, before_types if op == "d" else after_types, strict=True):
+            column = by_name.get(key)
+            if json_type == "NULL":
+                continue
+            if column is None or not _plain_column(column) or json_type not in _json_types_of(column):
+                return _Verdict(refusal=f"column {key!r} is not a plain {json_type} column")
+        return _Verdict(change=change)
+
+
+def _envelope_refusal(op: str | None, top: dict[str, str], source: dict[str, str]) -> str | None:
+    """Why `_fast_change` would not take an envelope with fields of these JSON types, or None."""
+    if op not in _CHANGE_OPS or top["op"] != "VARCHAR":
+        return f"op {op!r}"
+    image, other = ("before", "after") if op == "d" else ("after", "before")
+    if top[image] != "OBJECT" or top[other] not in ("OBJECT", "NULL") or top["source"] != "OBJECT":
+        return "before, after or source is not an object"
+    for name, json_type in top.items():
+        if name == "transaction" and json_type != "NULL":
+            return "a transaction block"
+        if name == "ts_ms" and json_type not in _INT_OR_NULL:
+            return "ts_ms"
+        if name not in ("op", "before", "after", "source") and json_type not in _SCALAR_TYPES:
+            return f"envelope field {name!r} is a float, an object or a list"
+    for name, json_type in source.items():
+        if name in ("source_schema", "tx_id"):
+            return f"source.{name}"
+        if name in _SOURCE_TEXT_FIELDS and json_type not in _TEXT_OR_NULL:
+            return f"source.{name} is not text"
+        if name in _SOURCE_INT_FIELDS and json_type not in _INT_OR_NULL:
+            return f"source.{name} is not an integer"
+        if name == "snapshot" and json_type not in ("VARCHAR", "BOOLEAN", "NULL"):
+            return "source.snapshot"
+        if name == "txId" and json_type not in ("VARCHAR", "UBIGINT", "BIGINT", "NULL"):
+            return "source.txId"  # Python's str() of a boolean is not SQL's
+        if json_type not in _SCALAR_TYPES:
+            return f"source.{name} is a float, an object or a list"
+    return None
+
+
+def _plain_column(column: ColumnType) -> bool:
+    """A column whose Python conversion only checks the JSON type (and an integer's range, which
+    json_transform_strict checks against the column type), with no SQL cast on landing."""
+    if column.sql is not None or column.duckdb_type not in _INTEGER_TYPES | {"VARCHAR", "BOOLEAN"}:
+        return False
+    if column.convert in TYPE_CHECK_ONLY_CONVERTERS:
+        return True
+    return column.source_type in _PLAIN_CONNECT_TYPES
+
+
+def _json_types_of(column: ColumnType) -> frozenset[str]:
+    if column.duckdb_type in _INTEGER_TYPES:
+        return _JSON_INTEGERS
+    return _JSON_TYPES_OF.get(column.duckdb_type, frozenset())
+
+
+def _union(verdicts: list[_Verdict]) -> dict[str, ColumnType] | None:
+    """The columns of one segment holding every signature's rows (as `Segment.accepts` merges inferred
+    ones), or None when two signatures disagree on a column's type or are different Connect schemas."""
+    columns: dict[str, ColumnType] = {}
+    schemas = {id(v.change.schema) for v in verdicts if v.change is not None}
+    if len(schemas) > 1 and any(v.change is not None and v.change.schema.mode == "connect" for v in verdicts):
+        return None
+    for verdict in verdicts:
+        assert verdict.change is not None
+        for column in verdict.change.schema.columns:
+            current = columns.get(column.name)
+            if current is None:
+                columns[column.name] = column
+            elif current.duckdb_type != column.duckdb_type:
+                return None
+    return columns
+
+
+def _output_schema(columns: dict[str, ColumnType]) -> pa.Schema:
+    return pa.schema(
+        [pa.field(name, column.arrow_type) for name, column in columns.items()]
+        + [
+            pa.field("_cdc_op", pa.string()),
+            pa.field("_cdc_deleted", pa.bool_()),
+            pa.field("_cdc_source_ts", UTC_US),
+            pa.field("_cdc_lsn", pa.int64()),
+            pa.field("_cdc_tx_id", pa.string()),
+            pa.field("_cdc_snapshot", pa.bool_()),
+            pa.field("_cdc_unavailable_columns", pa.list_(pa.string())),
+            pa.field("_kafka_topic", pa.string()),
+            pa.field("_kafka_partition", pa.int32()),
+            pa.field("_kafka_offset", pa.int64()),
+            pa.field("_kafka_timestamp", UTC_MS),
+        ]
+    )
