@@ -37,10 +37,6 @@ class Segment:
     def of_bulk(cls, bulk: BulkRows) -> Segment:
         return cls(bulk.table, bulk.mode, bulk.columns, key_columns=bulk.key_columns, bulk=bulk)
 
-    @property
-    def count(self) -> int:
-        return self.bulk.arrow.num_rows if self.bulk is not None else len(self.rows)
-
     def records(self) -> list[RawRecord]:
         return self.bulk.records() if self.bulk is not None else [row.record for row in self.rows]
 

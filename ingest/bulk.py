@@ -31,15 +31,24 @@ import pyarrow.compute as pc
 from confluent_kafka import Message
 
 from ingest.batch import UTC_MS, UTC_US
-from ingest.decode import SPECIAL_TEXT, ChangeRow, Decoder, RawRecord, to_record
+from ingest.decode import (
+    CHANGE_OPS,
+    PAYLOAD_MARK,
+    SCHEMA_PREFIX,
+    SOURCE_INT_FIELDS,
+    SOURCE_TEXT_FIELDS,
+    SPECIAL_TEXT,
+    ChangeRow,
+    Decoder,
+    RawRecord,
+    to_record,
+)
 from ingest.typemap import TYPE_CHECK_ONLY_CONVERTERS, ColumnType
 
 log = logging.getLogger(__name__)
 
 # Below this many records a chunk is decoded in Python: the SQL passes cost ~1-2 ms whatever the size.
 MIN_BULK_EVENTS = 64
-_PAYLOAD_MARK = b',"payload":'
-_SCHEMA_PREFIX = b'{"schema":'
 _INTEGER_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT"})
 # The Connect primitives whose Python converter only checks the JSON type (and an integer's range, which
 # json_transform_strict checks against the column's type).
@@ -48,9 +57,7 @@ _JSON_TYPES_OF = {"VARCHAR": frozenset({"VARCHAR"}), "BOOLEAN": frozenset({"BOOL
 _JSON_INTEGERS = frozenset({"UBIGINT", "BIGINT"})
 _TEXT_OR_NULL = frozenset({"VARCHAR", "NULL"})
 _INT_OR_NULL = frozenset({"UBIGINT", "BIGINT", "NULL"})
-_CHANGE_OPS = frozenset({"r", "c", "u", "d"})  # a TRUNCATE ("t") has no image: Python decodes it
-_SOURCE_TEXT_FIELDS = frozenset({"version", "connector", "name", "db", "schema", "table", "sequence"})
-_SOURCE_INT_FIELDS = frozenset({"ts_ms", "ts_us", "ts_ns", "lsn"})
+_IMAGE_OPS = CHANGE_OPS - {"t"}  # a TRUNCATE has no image: Python decodes it
 # Values of fields no check reads: any JSON scalar but a float (DuckDB also reads NaN, Infinity and numbers
 # beyond a double as floats, which orjson refuses as invalid JSON).
 _SCALAR_TYPES = frozenset({"UBIGINT", "BIGINT", "VARCHAR", "BOOLEAN", "NULL"})
@@ -123,6 +130,32 @@ class _Plan:
 
 
 @dataclass(frozen=True, slots=True)
+class _Chunk:
+    """A chunk's records and the Arrow input of the SQL passes, built once however often it is parsed."""
+
+    messages: list[Message]
+    partitions: list[int]
+    offsets: list[int]
+    arrow: pa.Table
+
+    @classmethod
+    def of(cls, messages: Sequence[Message]) -> _Chunk:
+        partitions = [m.partition() for m in messages]
+        offsets = [m.offset() for m in messages]
+        timestamps = [m.timestamp() for m in messages]
+        arrow = pa.table(
+            {
+                "v": pa.array([m.value() for m in messages], pa.binary()),
+                "p": pa.array(partitions, pa.int32()),
+                "o": pa.array(offsets, pa.int64()),
+                "ts": pa.array([t if kind else None for kind, t in timestamps], pa.int64()),
+                "n": pa.array(range(len(messages)), pa.int64()),
+            }
+        )
+        return cls(list(messages), partitions, offsets, arrow)
+
+
+@dataclass(frozen=True, slots=True)
 class _Verdict:
     """A signature checked once: the staging schema of its rows, or why SQL does not land them."""
 
@@ -146,8 +179,6 @@ class BulkDecoder:
         self._con = duckdb.connect(config={"threads": threads, "autoinstall_known_extensions": False})
         self._plans: dict[tuple, _Plan] = {}
         self._verdicts: dict[tuple, _Verdict] = {}
-        self.chunks = 0
-        self.fallbacks = 0
 
     def close(self) -> None:
         self._con.close()
@@ -157,13 +188,13 @@ class BulkDecoder:
         `messages` are records of `topic` with a value, in offset order per partition."""
         if len(messages) < self.min_events:
             return None
-        self.chunks += 1
         plan = self._plan(topic, messages[0].value())
         if plan is None:
             return self._fallback(topic, "its first record is not a plain change event")
+        chunk = _Chunk.of(messages)
         for _ in range(3):
             try:
-                rows = self._decode_with(plan, topic, table, messages)
+                rows = self._decode_with(plan, topic, table, chunk)
             except _Replan:
                 continue
             except duckdb.Error as error:
@@ -175,7 +206,6 @@ class BulkDecoder:
         return self._fallback(topic, "its columns keep changing")
 
     def _fallback(self, topic: str, why: str) -> None:
-        self.fallbacks += 1
         log.debug("a chunk of %s is decoded in Python: %s", topic, why)
         return None
 
@@ -186,11 +216,11 @@ class BulkDecoder:
             return None
         prefix = b""
         payload_bytes = first
-        if first.startswith(_SCHEMA_PREFIX):
-            mark = first.find(_PAYLOAD_MARK)
+        if first.startswith(SCHEMA_PREFIX):
+            mark = first.find(PAYLOAD_MARK)
             if mark < 0 or not first.endswith(b"}"):
                 return None
-            prefix = first[: mark + len(_PAYLOAD_MARK)]
+            prefix = first[: mark + len(PAYLOAD_MARK)]
             payload_bytes = first[len(prefix) : -1]
         try:
             payload = orjson.loads(payload_bytes)
@@ -211,21 +241,10 @@ class BulkDecoder:
         return plan
 
     # ------------------------------------------------------------------------------------------ SQL
-    def _decode_with(
-        self, plan: _Plan, topic: str, table: str, messages: Sequence[Message]
-    ) -> BulkRows | None:
-        timestamps = [m.timestamp() for m in messages]
-        source = pa.table(
-            {
-                "v": pa.array([m.value() for m in messages], pa.binary()),
-                "p": pa.array([m.partition() for m in messages], pa.int32()),
-                "o": pa.array([m.offset() for m in messages], pa.int64()),
-                "ts": pa.array([t if kind else None for kind, t in timestamps], pa.int64()),
-                "n": pa.array(range(len(messages)), pa.int64()),
-            }
-        )
+    def _decode_with(self, plan: _Plan, topic: str, table: str, chunk: _Chunk) -> BulkRows | None:
+        messages = chunk.messages
         con = self._con
-        con.register("_bulk_input", source)
+        con.register("_bulk_input", chunk.arrow)
         try:
             parameters: dict[str, object] = {
                 "top": list(plan.top_keys),
@@ -259,20 +278,17 @@ class BulkDecoder:
             con.unregister("_bulk_input")
         first = verdicts[0].change
         assert first is not None
-        next_offsets: dict[tuple[str, int], int] = {}
-        for message in messages:
-            next_offsets[(topic, message.partition())] = message.offset() + 1
         return BulkRows(
             topic=topic,
             table=table,
             mode=first.schema.mode,
             columns=columns,
             arrow=arrow.cast(_output_schema(columns)),
-            messages=list(messages),
+            messages=messages,
             key_columns=self.decoder.note_table_version(table, first.schema, messages[0].key()),
             source_schema=first.source_schema,
             source_table=first.source_table,
-            next_offsets=next_offsets,
+            next_offsets={(topic, p): o + 1 for p, o in zip(chunk.partitions, chunk.offsets, strict=True)},
         )
 
     @staticmethod
@@ -414,7 +430,7 @@ class BulkDecoder:
 
 def _envelope_refusal(op: str | None, top: dict[str, str], source: dict[str, str]) -> str | None:
     """Why `_fast_change` would not take an envelope with fields of these JSON types, or None."""
-    if op not in _CHANGE_OPS or top["op"] != "VARCHAR":
+    if op not in _IMAGE_OPS or top["op"] != "VARCHAR":
         return f"op {op!r}"
     image, other = ("before", "after") if op == "d" else ("after", "before")
     if top[image] != "OBJECT" or top[other] not in ("OBJECT", "NULL") or top["source"] != "OBJECT":
@@ -429,9 +445,9 @@ def _envelope_refusal(op: str | None, top: dict[str, str], source: dict[str, str
     for name, json_type in source.items():
         if name in ("source_schema", "tx_id"):
             return f"source.{name}"
-        if name in _SOURCE_TEXT_FIELDS and json_type not in _TEXT_OR_NULL:
+        if name in SOURCE_TEXT_FIELDS and json_type not in _TEXT_OR_NULL:
             return f"source.{name} is not text"
-        if name in _SOURCE_INT_FIELDS and json_type not in _INT_OR_NULL:
+        if name in SOURCE_INT_FIELDS and json_type not in _INT_OR_NULL:
             return f"source.{name} is not an integer"
         if name == "snapshot" and json_type not in ("VARCHAR", "BOOLEAN", "NULL"):
             return "source.snapshot"

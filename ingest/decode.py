@@ -56,12 +56,12 @@ METADATA_COLUMNS = (
     "_ingested_at",
 )
 _RESERVED = {name.lower() for name in METADATA_COLUMNS}
-_SCHEMA_PREFIX = b'{"schema":'
-_PAYLOAD_MARK = b',"payload":'
+SCHEMA_PREFIX = b'{"schema":'
+PAYLOAD_MARK = b',"payload":'
 _MAX_CACHED_SCHEMAS = 1024
-_CHANGE_OPS = frozenset({"r", "c", "u", "d", "t"})
-_SOURCE_TEXT_FIELDS = ("version", "connector", "name", "db", "schema", "table", "sequence")
-_SOURCE_INT_FIELDS = ("ts_ms", "ts_us", "ts_ns", "lsn")
+CHANGE_OPS = frozenset({"r", "c", "u", "d", "t"})
+SOURCE_TEXT_FIELDS = ("version", "connector", "name", "db", "schema", "table", "sequence")
+SOURCE_INT_FIELDS = ("ts_ms", "ts_us", "ts_ns", "lsn")
 _TEXT_OR_NONE = frozenset({str, type(None)})
 _INT_OR_NONE = frozenset({int, type(None)})
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -190,7 +190,7 @@ def _fast_change(payload: dict[str, Any]) -> _Change | None:
     Equivalent to `ChangeEvent.model_validate` on the inputs it accepts, at a fraction of the cost: this is
     the per-event hot path (see docs/benchmarks.md)."""
     op = payload.get("op")
-    if type(op) is not str or op not in _CHANGE_OPS:
+    if type(op) is not str or op not in CHANGE_OPS:
         return None
     before = payload.get("before")
     after = payload.get("after")
@@ -205,9 +205,9 @@ def _fast_change(payload: dict[str, Any]) -> _Change | None:
     if type(source) is not dict or "source_schema" in source or "tx_id" in source:
         return None
     # map() keeps these per-field checks in C.
-    if not _TEXT_OR_NONE.issuperset(map(type, map(source.get, _SOURCE_TEXT_FIELDS))):
+    if not _TEXT_OR_NONE.issuperset(map(type, map(source.get, SOURCE_TEXT_FIELDS))):
         return None
-    if not _INT_OR_NONE.issuperset(map(type, map(source.get, _SOURCE_INT_FIELDS))):
+    if not _INT_OR_NONE.issuperset(map(type, map(source.get, SOURCE_INT_FIELDS))):
         return None
     lsn = source.get("lsn")
     if lsn is not None and not _INT64_MIN <= lsn <= _INT64_MAX:
@@ -327,12 +327,12 @@ class Decoder:
     # -------------------------------------------------------------------------------------- parsing
     def _split(self, value: bytes) -> tuple[bytes | None, Any]:
         """(schema bytes or None, parsed payload). Splits `{"schema":S,"payload":P}` without parsing S."""
-        if value.startswith(_SCHEMA_PREFIX) and value.endswith(b"}"):
-            mark = value.find(_PAYLOAD_MARK)
+        if value.startswith(SCHEMA_PREFIX) and value.endswith(b"}"):
+            mark = value.find(PAYLOAD_MARK)
             if mark > 0:
-                schema_bytes = value[len(_SCHEMA_PREFIX) : mark]
+                schema_bytes = value[len(SCHEMA_PREFIX) : mark]
                 if schema_bytes in self._connect_schemas or self._parses(schema_bytes):
-                    return schema_bytes, orjson.loads(value[mark + len(_PAYLOAD_MARK) : -1])
+                    return schema_bytes, orjson.loads(value[mark + len(PAYLOAD_MARK) : -1])
         try:
             document = orjson.loads(value)
         except orjson.JSONDecodeError as error:

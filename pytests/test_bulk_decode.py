@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import CORPUS, VARIANTS
-from ingest.batch import Batch, segment_arrow
+from ingest.batch import Batch, Segment, segment_arrow
 from ingest.bulk import BulkDecoder
 from ingest.corpus import read_variant
 from ingest.decode import ChangeRow, Decoder, classify_topic, to_record
@@ -59,13 +59,7 @@ def sql_arrow(messages: list[Message], topic: str = TOPIC) -> pa.Table | None:
     bulk.close()
     if rows is None:
         return None
-    return segment_arrow(_segment(rows), 1)
-
-
-def _segment(rows):
-    from ingest.batch import Segment
-
-    return Segment.of_bulk(rows)
+    return segment_arrow(Segment.of_bulk(rows), 1)
 
 
 def assert_same_or_declined(messages: list[Message], topic: str = TOPIC) -> bool:
@@ -182,24 +176,22 @@ def _mutations():
     structural = st.tuples(field, scalars | st.dictionaries(text, scalars, max_size=3)).map(
         lambda fv: ("set", fv)
     )
+    replacements = [
+        ('"xmin":null', '"xmin":NaN'),
+        ('"xmin":null', '"xmin":-Infinity'),
+        ('"xmin":null', '"xmin":1e999'),
+        ('"origin":null}', '"origin":null,}'),
+        ('"op":"', '"op":"c","op":"'),
+        ('{"id":', '{"id":1,"id":'),
+        ('"lsn":', '"lsn":1,"lsn":'),
+        ('"version":', '"version":7,"version":'),
+        ('"id":', '"id":9223372036854775808,"x":'),
+        ('"id":', '"id":18446744073709551616,"x":'),
+        ('"first_name":"', '"first_name":"\\ud800'),
+        ('"first_name":"', '"first_name":"\t'),
+    ]
     textual = st.sampled_from(
-        [
-            ("replace", ('"xmin":null', '"xmin":NaN')),
-            ("replace", ('"xmin":null', '"xmin":-Infinity')),
-            ("replace", ('"xmin":null', '"xmin":1e999')),
-            ("replace", ('"origin":null}', '"origin":null,}')),
-            ("replace", ('"op":"', '"op":"c","op":"')),
-            ("replace", ('{"id":', '{"id":1,"id":')),
-            ("replace", ('"lsn":', '"lsn":1,"lsn":')),
-            ("replace", ('"version":', '"version":7,"version":')),
-            ("replace", ('"id":', '"id":9223372036854775808,"x":')),
-            ("replace", ('"id":', '"id":18446744073709551616,"x":')),
-            ("replace", ('"first_name":"', '"first_name":"\\ud800')),
-            ("replace", ('"first_name":"', '"first_name":"\t')),
-            ("append", " "),
-            ("append", "x"),
-            ("prepend", " "),
-        ]
+        [("replace", r) for r in replacements] + [("append", " "), ("append", "x"), ("prepend", " ")]
     )
     return st.one_of(structural, textual)
 
