@@ -38,6 +38,7 @@ from ingest.decode import (
     SOURCE_INT_FIELDS,
     SOURCE_TEXT_FIELDS,
     SPECIAL_TEXT,
+    TRANSACTION_INT_FIELDS,
     ChangeRow,
     Decoder,
     RawRecord,
@@ -72,6 +73,7 @@ _SOURCE_FIELDS = {
 # DuckDB's JSON reader takes trailing commas, which orjson refuses; nothing else it takes is invalid JSON
 # except non-finite and overflowing numbers, which read as floats (refused by type).
 _TRAILING_COMMA = r",\s*[}\]]"
+_TRANSACTION_KEYS = ("id", *TRANSACTION_INT_FIELDS)  # as Debezium writes the block
 
 
 def _pointer(*parts: str) -> str:
@@ -119,11 +121,13 @@ class _Plan:
     top_keys: tuple[str, ...]
     source_keys: tuple[str, ...]
     image_keys: tuple[str, ...]
+    transaction_keys: tuple[str, ...]  # () when the envelope has no transaction field
     columns: dict[str, ColumnType] = field(default_factory=dict)  # typed by the SQL pass; {}: not yet
 
     @property
     def paths(self) -> list[str]:
         paths = [_pointer(k) for k in self.top_keys] + [_pointer("source", k) for k in self.source_keys]
+        paths += [_pointer("transaction", k) for k in self.transaction_keys]
         for key in self.image_keys:
             paths += [_pointer("before", key), _pointer("after", key)]
         return paths
@@ -232,12 +236,17 @@ class BulkDecoder:
         source = payload["source"]
         if not isinstance(image, dict) or not isinstance(source, dict):
             return None
-        key = (topic, prefix, tuple(payload), tuple(source), tuple(image))
+        transaction = payload.get("transaction", {})
+        if transaction is None:  # a snapshot row: learn the block's keys from Debezium's
+            transaction = dict.fromkeys(_TRANSACTION_KEYS)
+        if not isinstance(transaction, dict):
+            return None
+        key = (topic, prefix, tuple(payload), tuple(source), tuple(image), tuple(transaction))
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= 1024:
                 self._plans.clear()
-            plan = self._plans[key] = _Plan(prefix, key[2], key[3], key[4])
+            plan = self._plans[key] = _Plan(prefix, *key[2:])
         return plan
 
     # ------------------------------------------------------------------------------------------ SQL
@@ -250,6 +259,7 @@ class BulkDecoder:
                 "top": list(plan.top_keys),
                 "source": list(plan.source_keys),
                 "image": list(plan.image_keys),
+                "transaction": list(plan.transaction_keys),
             }
             if plan.prefix:
                 parameters["prefix"] = plan.prefix
@@ -328,7 +338,7 @@ class BulkDecoder:
                                        t -> coalesce(t, 'MISSING')),
                         ','
                     ) as types,
-                    json_keys(s, ['$', '$.source', '$.before', '$.after']) as keys,
+                    json_keys(s, ['$', '$.source', '$.before', '$.after', '$.transaction']) as keys,
                     json_transform_strict(s, {_literal(struct)}) as e
                 from payloads
             )
@@ -337,7 +347,8 @@ class BulkDecoder:
                 -- every row has the first record's keys (json_keys lists duplicates too)
                 coalesce(
                     clean and keys[1] = $top and keys[2] = $source
-                    and keys[3] in ([], $image) and keys[4] in ([], $image),
+                    and keys[3] in ([], $image) and keys[4] in ([], $image)
+                    and (keys[5] in ([], $transaction) or (keys[5] is null and $transaction = [])),
                     false
                 ) as clean
             from parsed
@@ -401,12 +412,15 @@ class BulkDecoder:
         """The rules of `ingest.decode._fast_change` and of a plain row image, on one signature; then the
         Python decoder on its first row: every row of the signature has the same keys (the plan's, checked
         in SQL) and JSON types, so the same staging schema."""
-        top = dict(zip(plan.top_keys, types, strict=False))
-        source = dict(zip(plan.source_keys, types[len(plan.top_keys) :], strict=False))
+        types_of = iter(types)
+        top = dict(zip(plan.top_keys, types_of, strict=False))
+        source = dict(zip(plan.source_keys, types_of, strict=False))
+        transaction = dict(zip(plan.transaction_keys, types_of, strict=False))
         refusal = _envelope_refusal(op, top, source)
+        refusal = refusal or _transaction_refusal(top.get("transaction"), transaction)
         if refusal is not None:
             return _Verdict(refusal=refusal)
-        image_at = len(plan.top_keys) + len(plan.source_keys)
+        image_at = len(plan.top_keys) + len(plan.source_keys) + len(plan.transaction_keys)
         before_types, after_types = types[image_at::2], types[image_at + 1 :: 2]
         for name, image_types in (("before", before_types), ("after", after_types)):
             if top[name] == "OBJECT" and not _SCALAR_TYPES.issuperset(image_types):
@@ -436,8 +450,8 @@ def _envelope_refusal(op: str | None, top: dict[str, str], source: dict[str, str
     if top[image] != "OBJECT" or top[other] not in ("OBJECT", "NULL") or top["source"] != "OBJECT":
         return "before, after or source is not an object"
     for name, json_type in top.items():
-        if name == "transaction" and json_type != "NULL":
-            return "a transaction block"
+        if name == "transaction":
+            continue  # see _transaction_refusal
         if name == "ts_ms" and json_type not in _INT_OR_NULL:
             return "ts_ms"
         if name not in ("op", "before", "after", "source") and json_type not in _SCALAR_TYPES:
@@ -455,6 +469,21 @@ def _envelope_refusal(op: str | None, top: dict[str, str], source: dict[str, str
             return "source.txId"  # Python's str() of a boolean is not SQL's
         if json_type not in _SCALAR_TYPES:
             return f"source.{name} is a float, an object or a list"
+    return None
+
+
+def _transaction_refusal(block_type: str | None, fields: dict[str, str]) -> str | None:
+    """Why `_fast_change` would not take a transaction block of this JSON type with fields of these types
+    (`_plain_transaction`), or None. Its other fields must be scalars: a float could be one orjson refuses."""
+    if block_type in (None, "NULL"):
+        return None
+    if block_type != "OBJECT" or fields.get("id") != "VARCHAR":
+        return "the transaction block or its id"
+    for name, json_type in fields.items():
+        if name in TRANSACTION_INT_FIELDS and json_type not in _INT_OR_NULL:
+            return f"transaction.{name} is not an integer"
+        if json_type not in _SCALAR_TYPES:
+            return f"transaction.{name} is a float, an object or a list"
     return None
 
 

@@ -62,6 +62,9 @@ _MAX_CACHED_SCHEMAS = 1024
 CHANGE_OPS = frozenset({"r", "c", "u", "d", "t"})
 SOURCE_TEXT_FIELDS = ("version", "connector", "name", "db", "schema", "table", "sequence")
 SOURCE_INT_FIELDS = ("ts_ms", "ts_us", "ts_ns", "lsn")
+# The transaction block (provide.transaction.metadata): none of it lands, but the model checks its `id`
+# (a string, required) and these (integers or null).
+TRANSACTION_INT_FIELDS = ("total_order", "data_collection_order")
 _TEXT_OR_NONE = frozenset({str, type(None)})
 _INT_OR_NONE = frozenset({int, type(None)})
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -196,7 +199,8 @@ def _fast_change(payload: dict[str, Any]) -> _Change | None:
     after = payload.get("after")
     if (before is not None and type(before) is not dict) or (after is not None and type(after) is not dict):
         return None
-    if payload.get("transaction") is not None:
+    transaction = payload.get("transaction")
+    if transaction is not None and not _plain_transaction(transaction):
         return None
     ts_ms = payload.get("ts_ms")
     if ts_ms is not None and type(ts_ms) is not int:
@@ -233,6 +237,16 @@ def _fast_change(payload: dict[str, Any]) -> _Change | None:
         is_snapshot,
         source.get("schema"),
         source.get("table"),
+    )
+
+
+def _plain_transaction(block: Any) -> bool:
+    """A transaction block `TransactionBlock` takes as it is: an `id` string and integer (or null) orders;
+    its other fields are kept by the model whatever they are, and none of it lands."""
+    return (
+        type(block) is dict
+        and type(block.get("id")) is str
+        and _INT_OR_NONE.issuperset(map(type, map(block.get, TRANSACTION_INT_FIELDS)))
     )
 
 
