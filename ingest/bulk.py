@@ -128,9 +128,49 @@ class _Plan:
     def paths(self) -> list[str]:
         paths = [_pointer(k) for k in self.top_keys] + [_pointer("source", k) for k in self.source_keys]
         paths += [_pointer("transaction", k) for k in self.transaction_keys]
-        for key in self.image_keys:
-            paths += [_pointer("before", key), _pointer("after", key)]
+        for image in ("before", "after"):
+            paths += [_pointer(image, k) for k in self.image_keys]
         return paths
+
+    def split_types(self, types: str) -> _Types | None:
+        """A signature's JSON types per part. Paths under a part that is not an object are missing and
+        left out of the signature, so its parts are told apart by the envelope's types; None when the
+        count does not add up (a part that is an object lacks a key)."""
+        listed = types.split(",") if types else []
+        top = dict(zip(self.top_keys, listed, strict=False))
+        parts: list[list[str]] = []
+        at = len(self.top_keys)
+        for name, keys in (
+            ("source", self.source_keys),
+            ("transaction", self.transaction_keys),
+            ("before", self.image_keys),
+            ("after", self.image_keys),
+        ):
+            count = len(keys) if top.get(name) == "OBJECT" else 0
+            parts.append(listed[at : at + count])
+            at += count
+        if at != len(listed) or len(top) != len(self.top_keys):
+            return None
+        source, transaction, before, after = parts
+        return _Types(
+            top,
+            dict(zip(self.source_keys, source, strict=False)),
+            dict(zip(self.transaction_keys, transaction, strict=False)),
+            before,
+            after,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Types:
+    """The JSON types of one signature: per key of envelope, source and transaction block (missing when
+    the block is not an object), and of each image's keys in the plan's order ([] when not an object)."""
+
+    top: dict[str, str]
+    source: dict[str, str]
+    transaction: dict[str, str]
+    before: list[str]
+    after: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,39 +293,47 @@ class BulkDecoder:
     def _decode_with(self, plan: _Plan, topic: str, table: str, chunk: _Chunk) -> BulkRows | None:
         messages = chunk.messages
         con = self._con
+        parameters: dict[str, object] = {
+            "top": list(plan.top_keys),
+            "source": list(plan.source_keys),
+            "image": list(plan.image_keys),
+            "transaction": list(plan.transaction_keys),
+        }
+        if plan.prefix:
+            parameters["prefix"] = plan.prefix
+        # One pass parses the values into the rows to land plus each row's signature; the signatures are
+        # then grouped over that result (an Arrow table: no second parse, no temporary table).
         con.register("_bulk_input", chunk.arrow)
         try:
-            parameters: dict[str, object] = {
-                "top": list(plan.top_keys),
-                "source": list(plan.source_keys),
-                "image": list(plan.image_keys),
-                "transaction": list(plan.transaction_keys),
-            }
-            if plan.prefix:
-                parameters["prefix"] = plan.prefix
-            con.execute(self._parse_sql(plan), parameters)
-            verdicts = []
-            for op, types, first, clean in con.execute(self._signature_sql(plan)).fetchall():
-                if types is None:  # another schema half: not parsed
-                    log.debug("row %d of a chunk of %s: another schema", first, topic)
-                    return None
-                verdict = self._verdict(plan, topic, op, types, messages[first])
-                if verdict.refusal is not None or not clean:
-                    log.debug("row %d of a chunk of %s: %s", first, topic, verdict.refusal or "special text")
-                    return None
-                verdicts.append(verdict)
-            columns = _union(verdicts)
-            if columns is None:
-                return None
-            if any(
-                plan.columns.get(n, c).duckdb_type != c.duckdb_type or n not in plan.columns
-                for n, c in columns.items()
-            ):
-                plan.columns = {**plan.columns, **columns}
-                raise _Replan
-            arrow = con.execute(self._output_sql(plan, columns, topic)).to_arrow_table()
+            parsed = con.execute(self._parse_sql(plan, topic), parameters).to_arrow_table()
         finally:
             con.unregister("_bulk_input")
+        con.register("_bulk_parsed", parsed)
+        try:
+            signatures = con.execute(self._signature_sql(plan)).fetchall()
+        finally:
+            con.unregister("_bulk_parsed")
+        verdicts = []
+        for op, types, first, clean in signatures:
+            if types is None:  # another schema half: not parsed
+                log.debug("row %d of a chunk of %s: another schema", first, topic)
+                return None
+            verdict = self._verdict(plan, topic, op, types, messages[first])
+            if verdict.refusal is not None or not clean:
+                log.debug("row %d of a chunk of %s: %s", first, topic, verdict.refusal or "special text")
+                return None
+            verdicts.append(verdict)
+        columns = _union(verdicts)
+        if columns is None:
+            return None
+        if any(
+            plan.columns.get(n, c).duckdb_type != c.duckdb_type or n not in plan.columns
+            for n, c in columns.items()
+        ):
+            plan.columns = {**plan.columns, **columns}
+            raise _Replan
+        if not parsed.column("_bulk_n").equals(chunk.arrow.column("n")):  # DuckDB keeps the input's order
+            parsed = parsed.sort_by("_bulk_n")
         first = verdicts[0].change
         assert first is not None
         return BulkRows(
@@ -293,7 +341,7 @@ class BulkDecoder:
             table=table,
             mode=first.schema.mode,
             columns=columns,
-            arrow=arrow.cast(_output_schema(columns)),
+            arrow=_output_table(parsed, columns),
             messages=messages,
             key_columns=self.decoder.note_table_version(table, first.schema, messages[0].key()),
             source_schema=first.source_schema,
@@ -305,7 +353,11 @@ class BulkDecoder:
     def _image_struct(plan: _Plan) -> str:
         return json.dumps({name: column.duckdb_type for name, column in plan.columns.items()})
 
-    def _parse_sql(self, plan: _Plan) -> str:
+    def _parse_sql(self, plan: _Plan, topic: str) -> str:
+        """The rows to land (the image as one struct column, which a column of any name fits in, and the
+        metadata columns) and, per row, its signature: `_bulk_types`, the JSON type of every key of
+        envelope, source block, transaction block and images, and `_bulk_clean`, the checks that need no
+        signature (keys, trailing commas, the schema half)."""
         source = {f: t for f, t in _SOURCE_FIELDS.items() if f in plan.source_keys}
         struct = json.dumps({"op": "VARCHAR", "before": "JSON", "after": "JSON", "source": source})
         image = "null"
@@ -322,9 +374,15 @@ class BulkDecoder:
             prefix_ok = f"v[1:{len(plan.prefix)}] = $prefix::blob and v[-1:] = '}}'::blob"
         else:
             payload, prefix_ok = "decode(v)", "true"
+        paths = ", ".join(_literal(p) for p in plan.paths)
+        fields = set(plan.source_keys)
+        ts_us = "e.source.ts_us" if "ts_us" in fields else "null"
+        ts_ms = "e.source.ts_ms * 1000" if "ts_ms" in fields else "null"
+        tx_id = 'e.source."txId"' if "txId" in fields else "null"
+        lsn = "e.source.lsn" if "lsn" in fields else "null"
+        snapshot = "coalesce(e.source.snapshot, 'false') <> 'false'" if "snapshot" in fields else "false"
         return f"""
-            create or replace temp table _bulk_chunk as
-            with payloads as materialized (
+            with payloads as (
                 select n, p, o, ts, prefix_ok, {payload} as s
                 from (select *, {prefix_ok} as prefix_ok from _bulk_input)
             ),
@@ -332,25 +390,35 @@ class BulkDecoder:
                 select
                     n, p, o, ts,
                     prefix_ok and not regexp_matches(s, {_literal(_TRAILING_COMMA)}) as clean,
-                    -- no float anywhere (NaN, Infinity): every key of envelope, source and images is typed
-                    array_to_string(
-                        list_transform(json_type(s, [{", ".join(_literal(p) for p in plan.paths)}]),
-                                       t -> coalesce(t, 'MISSING')),
-                        ','
-                    ) as types,
+                    -- no float anywhere (NaN, Infinity): every key of envelope, source and images is typed;
+                    -- a missing path is left out (see _Plan.split_types)
+                    array_to_string(json_type(s, [{paths}]), ',') as types,
                     json_keys(s, ['$', '$.source', '$.before', '$.after', '$.transaction']) as keys,
                     json_transform_strict(s, {_literal(struct)}) as e
                 from payloads
             )
             select
-                n, p, o, ts, types, e, {image} as image,
+                {image} as image,
+                e.op as _cdc_op,
+                e.op = 'd' as _cdc_deleted,
+                coalesce({ts_us}, {ts_ms}) as _cdc_source_ts,
+                {lsn} as _cdc_lsn,
+                {tx_id} as _cdc_tx_id,
+                {snapshot} as _cdc_snapshot,
+                []::varchar[] as _cdc_unavailable_columns,
+                {_literal(topic)} as _kafka_topic,
+                p as _kafka_partition,
+                o as _kafka_offset,
+                ts as _kafka_timestamp,
+                n as _bulk_n,
+                types as _bulk_types,
                 -- every row has the first record's keys (json_keys lists duplicates too)
                 coalesce(
                     clean and keys[1] = $top and keys[2] = $source
                     and keys[3] in ([], $image) and keys[4] in ([], $image)
                     and (keys[5] in ([], $transaction) or (keys[5] is null and $transaction = [])),
                     false
-                ) as clean
+                ) as _bulk_clean
             from parsed
         """
 
@@ -362,39 +430,12 @@ class BulkDecoder:
             for name, column in plan.columns.items()
             if column.duckdb_type == "VARCHAR"
         ]
-        clean = " and ".join(["clean", *plain_text])
+        clean = " and ".join(["_bulk_clean", *plain_text])
         return f"""
-            select e.op, types, min(n) as first, bool_and({clean}) as clean
-            from _bulk_chunk
+            select _cdc_op, _bulk_types, min(_bulk_n) as first, bool_and({clean}) as clean
+            from _bulk_parsed
             group by all
             order by first
-        """
-
-    @staticmethod
-    def _output_sql(plan: _Plan, columns: dict[str, ColumnType], topic: str) -> str:
-        image = [f"image.{_ident(name)} as {_ident(name)}," for name in columns]
-        fields = set(plan.source_keys)
-        ts_us = "e.source.ts_us" if "ts_us" in fields else "null"
-        ts_ms = "e.source.ts_ms * 1000" if "ts_ms" in fields else "null"
-        tx_id = 'e.source."txId"' if "txId" in fields else "null"
-        lsn = "e.source.lsn" if "lsn" in fields else "null"
-        snapshot = "coalesce(e.source.snapshot, 'false') <> 'false'" if "snapshot" in fields else "false"
-        return f"""
-            select
-                {" ".join(image)}
-                e.op as _cdc_op,
-                e.op = 'd' as _cdc_deleted,
-                coalesce({ts_us}, {ts_ms}) as _cdc_source_ts,
-                {lsn} as _cdc_lsn,
-                {tx_id} as _cdc_tx_id,
-                {snapshot} as _cdc_snapshot,
-                []::varchar[] as _cdc_unavailable_columns,
-                {_literal(topic)} as _kafka_topic,
-                p as _kafka_partition,
-                o as _kafka_offset,
-                ts as _kafka_timestamp
-            from _bulk_chunk
-            order by n
         """
 
     # ------------------------------------------------------------------------------------ signatures
@@ -402,28 +443,25 @@ class BulkDecoder:
         cache_key = (topic, plan.prefix, plan.top_keys, plan.source_keys, plan.image_keys, op, types)
         verdict = self._verdicts.get(cache_key)
         if verdict is None:
-            verdict = self._check(plan, op, types.split(","), message)
+            verdict = self._check(plan, op, types, message)
             if len(self._verdicts) >= 4096:
                 self._verdicts.clear()
             self._verdicts[cache_key] = verdict
         return verdict
 
-    def _check(self, plan: _Plan, op: str | None, types: list[str], message: Message) -> _Verdict:
+    def _check(self, plan: _Plan, op: str | None, signature: str, message: Message) -> _Verdict:
         """The rules of `ingest.decode._fast_change` and of a plain row image, on one signature; then the
         Python decoder on its first row: every row of the signature has the same keys (the plan's, checked
         in SQL) and JSON types, so the same staging schema."""
-        types_of = iter(types)
-        top = dict(zip(plan.top_keys, types_of, strict=False))
-        source = dict(zip(plan.source_keys, types_of, strict=False))
-        transaction = dict(zip(plan.transaction_keys, types_of, strict=False))
-        refusal = _envelope_refusal(op, top, source)
-        refusal = refusal or _transaction_refusal(top.get("transaction"), transaction)
+        types = plan.split_types(signature)
+        if types is None:
+            return _Verdict(refusal="an object lacks a key of the chunk's first record")
+        refusal = _envelope_refusal(op, types.top, types.source)
+        refusal = refusal or _transaction_refusal(types.top.get("transaction"), types.transaction)
         if refusal is not None:
             return _Verdict(refusal=refusal)
-        image_at = len(plan.top_keys) + len(plan.source_keys) + len(plan.transaction_keys)
-        before_types, after_types = types[image_at::2], types[image_at + 1 :: 2]
-        for name, image_types in (("before", before_types), ("after", after_types)):
-            if top[name] == "OBJECT" and not _SCALAR_TYPES.issuperset(image_types):
+        for name, image_types in (("before", types.before), ("after", types.after)):
+            if not _SCALAR_TYPES.issuperset(image_types):
                 return _Verdict(refusal=f"a value in {name} is a float, an object or a list")
         change = self._probe.decode(to_record(message))
         if not isinstance(change, ChangeRow):
@@ -433,7 +471,7 @@ class BulkDecoder:
         if (change.schema.mode == "connect") != bool(plan.prefix):
             return _Verdict(refusal="the value's form differs from the chunk's first record")
         by_name = change.schema.by_name
-        for key, json_type in zip(plan.image_keys, before_types if op == "d" else after_types, strict=True):
+        for key, json_type in zip(plan.image_keys, types.before if op == "d" else types.after, strict=True):
             column = by_name.get(key)
             if json_type == "NULL":
                 continue
@@ -519,6 +557,16 @@ def _union(verdicts: list[_Verdict]) -> dict[str, ColumnType] | None:
             elif current.duckdb_type != column.duckdb_type:
                 return None
     return columns
+
+
+def _output_table(parsed: pa.Table, columns: dict[str, ColumnType]) -> pa.Table:
+    """The image's columns (out of its struct) and the metadata columns, in the transport types."""
+    image = parsed.column("image").combine_chunks()
+    fields = dict(zip((f.name for f in image.type), image.flatten(), strict=True))
+    arrays = [fields[name] for name in columns]
+    arrays += [parsed.column(name) for name in parsed.column_names if name.startswith(("_cdc_", "_kafka_"))]
+    schema = _output_schema(columns)
+    return pa.Table.from_arrays(arrays, names=schema.names).cast(schema)
 
 
 def _output_schema(columns: dict[str, ColumnType]) -> pa.Schema:
