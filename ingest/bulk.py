@@ -44,7 +44,7 @@ from ingest.decode import (
     RawRecord,
     to_record,
 )
-from ingest.typemap import TYPE_CHECK_ONLY_CONVERTERS, ColumnType
+from ingest.typemap import TYPE_CHECK_ONLY_CONVERTERS, ColumnType, TableSchema
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,10 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _list_literal(items: Sequence[str]) -> str:
+    return "[" + ", ".join(_literal(item) for item in items) + "]::varchar[]"
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -99,7 +103,8 @@ class BulkRows:
     columns: dict[str, ColumnType]
     arrow: pa.Table  # image columns in transport types + metadata columns, without _batch_id
     messages: list[Message]
-    key_columns: list[str] | None
+    schema: TableSchema  # of the first row, as the Python decoder makes it
+    key_columns: list[str] | None  # set by `BulkDecoder.settle`
     source_schema: str | None
     source_table: str | None
     next_offsets: dict[tuple[str, int], int]
@@ -230,6 +235,18 @@ class BulkDecoder:
     def decode(self, topic: str, table: str, messages: Sequence[Message]) -> BulkRows | None:
         """The chunk's change rows decoded in SQL, or None: then decode it record by record in Python.
         `messages` are records of `topic` with a value, in offset order per partition."""
+        rows = self.parse(topic, table, messages)
+        return None if rows is None else self.settle(rows)
+
+    def settle(self, rows: BulkRows) -> BulkRows:
+        """Note the rows' table version in the main decoder (the key columns come with the first chunk of
+        a version): in the thread that decodes in Python, in record order with what it decodes."""
+        rows.key_columns = self.decoder.note_table_version(rows.table, rows.schema, rows.messages[0].key())
+        return rows
+
+    def parse(self, topic: str, table: str, messages: Sequence[Message]) -> BulkRows | None:
+        """`decode` but for `settle`: touches only this object's own state (plans, signatures, its probe
+        decoder and connection), so it may run in a thread of its own, one call at a time."""
         if len(messages) < self.min_events:
             return None
         plan = self._plan(topic, messages[0].value())
@@ -293,19 +310,11 @@ class BulkDecoder:
     def _decode_with(self, plan: _Plan, topic: str, table: str, chunk: _Chunk) -> BulkRows | None:
         messages = chunk.messages
         con = self._con
-        parameters: dict[str, object] = {
-            "top": list(plan.top_keys),
-            "source": list(plan.source_keys),
-            "image": list(plan.image_keys),
-            "transaction": list(plan.transaction_keys),
-        }
-        if plan.prefix:
-            parameters["prefix"] = plan.prefix
         # One pass parses the values into the rows to land plus each row's signature; the signatures are
         # then grouped over that result (an Arrow table: no second parse, no temporary table).
         con.register("_bulk_input", chunk.arrow)
         try:
-            parsed = con.execute(self._parse_sql(plan, topic), parameters).to_arrow_table()
+            parsed = con.execute(self._parse_sql(plan, topic)).to_arrow_table()
         finally:
             con.unregister("_bulk_input")
         con.register("_bulk_parsed", parsed)
@@ -343,7 +352,8 @@ class BulkDecoder:
             columns=columns,
             arrow=_output_table(parsed, columns),
             messages=messages,
-            key_columns=self.decoder.note_table_version(table, first.schema, messages[0].key()),
+            schema=first.schema,
+            key_columns=None,
             source_schema=first.source_schema,
             source_table=first.source_table,
             next_offsets={(topic, p): o + 1 for p, o in zip(chunk.partitions, chunk.offsets, strict=True)},
@@ -371,10 +381,17 @@ class BulkDecoder:
         if plan.prefix:
             # a value with another schema half is not parsed (its payload would start elsewhere)
             payload = f"case when prefix_ok then decode(v[{len(plan.prefix) + 1}:-2]) end"
-            prefix_ok = f"v[1:{len(plan.prefix)}] = $prefix::blob and v[-1:] = '}}'::blob"
+            prefix_ok = f"v[1:{len(plan.prefix)}] = from_hex('{plan.prefix.hex()}') and v[-1:] = '}}'::blob"
         else:
             payload, prefix_ok = "decode(v)", "true"
         paths = ", ".join(_literal(p) for p in plan.paths)
+        # Literals, not parameters: DuckDB's Python client tries to import pandas for every parameter, which
+        # costs a search of sys.path each time it is not installed (~9 ms a chunk).
+        top_keys, source_keys, image_keys, transaction_keys = (
+            _list_literal(keys)
+            for keys in (plan.top_keys, plan.source_keys, plan.image_keys, plan.transaction_keys)
+        )
+        no_transaction = "false" if plan.transaction_keys else "true"
         fields = set(plan.source_keys)
         ts_us = "e.source.ts_us" if "ts_us" in fields else "null"
         ts_ms = "e.source.ts_ms * 1000" if "ts_ms" in fields else "null"
@@ -414,9 +431,9 @@ class BulkDecoder:
                 types as _bulk_types,
                 -- every row has the first record's keys (json_keys lists duplicates too)
                 coalesce(
-                    clean and keys[1] = $top and keys[2] = $source
-                    and keys[3] in ([], $image) and keys[4] in ([], $image)
-                    and (keys[5] in ([], $transaction) or (keys[5] is null and $transaction = [])),
+                    clean and keys[1] = {top_keys} and keys[2] = {source_keys}
+                    and keys[3] in ([], {image_keys}) and keys[4] in ([], {image_keys})
+                    and (keys[5] in ([], {transaction_keys}) or (keys[5] is null and {no_transaction})),
                     false
                 ) as _bulk_clean
             from parsed

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from ingest.batch import Batch
-from ingest.bulk import BulkDecoder
+from ingest.bulk import BulkDecoder, BulkRows
 from ingest.config import IngestSettings
 from ingest.decode import DeadLetter, Decoder, to_record
 from ingest.logs import OffsetRuns, event_fields, event_ref
@@ -77,6 +77,19 @@ def consumer_config(settings: IngestSettings) -> dict[str, str | bool | int]:
     return config
 
 
+@dataclass
+class _Read:
+    """One consume() call's records that go to a batch: ones the Python decoder takes, and chunks of one
+    data topic each, decoding in SQL (or None: then in Python too)."""
+
+    python: list[Message] = field(default_factory=list)
+    chunks: list[tuple[list[Message], Future[BulkRows | None]]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.python) + sum(len(chunk) for chunk, _ in self.chunks)
+
+
 class Ingester:
     def __init__(
         self,
@@ -107,6 +120,8 @@ class Ingester:
         # releases the GIL): batches still commit strictly in order, each with its offsets.
         self._writer: ThreadPoolExecutor | None = None
         self._landing: tuple[Future[float], Batch] | None = None
+        # Chunks of plain change events decode in SQL in this thread while the loop reads the next records.
+        self._decoding: ThreadPoolExecutor | None = None
         self.metrics = metrics
         if metrics is not None and sink.on_retry is None:
             sink.on_retry = lambda _error, _attempt: metrics.commit_retries.inc()
@@ -122,6 +137,8 @@ class Ingester:
         except KafkaException as error:
             raise IngestError(f"the Kafka client refused its configuration: {error.args[0].str()}") from None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="lake-writer")
+        if self.bulk is not None:
+            self._decoding = ThreadPoolExecutor(1, thread_name_prefix="sql-decoder")
         try:
             self._refresh_assignment()
             if not self.assigned:
@@ -136,6 +153,9 @@ class Ingester:
                 self._landing = None
             self._writer.shutdown(wait=True)
             self._writer = None
+            if self._decoding is not None:
+                self._decoding.shutdown(wait=True)
+                self._decoding = None
             self._consumer.close()
             self._consumer = None
             if self.bulk is not None:
@@ -147,62 +167,43 @@ class Ingester:
         max_events = self.settings.batch.max_events
         max_s = self.settings.batch.max_ms / 1000
         batch = Batch(self._next_batch_id)
-        opened_at: float | None = None
+        opened_at: float | None = None  # of the batch the records read so far go to
+        # The last call's records: their chunks decode in SQL while the next consume() call waits for
+        # records, and they join the batch before anything read after them (positions never skip).
+        reading: _Read | None = None
         at_eof: set[tuple[str, int]] = set()
         next_refresh = time.monotonic() + METADATA_REFRESH_S
         next_log_end_check = time.monotonic() + LOG_END_CHECK_S
         while True:
-            wait = max_s if opened_at is None else max(0.0, opened_at + max_s - time.monotonic())
-            # While the previous batch is still landing, an open batch keeps growing instead of queueing
-            # behind it (see `due` below); poll in short steps meanwhile rather than spin.
-            writer_busy = self._landing is not None and not self._landing[0].done()
-            if writer_busy:
-                wait = max(wait, WRITER_BUSY_POLL_S)
+            in_hand = batch.size + (reading.count if reading is not None else 0)
+            count, timeout = self._next_consume(in_hand, opened_at)
             # consume() blocks until it has the count or the timeout: a batch opened by what it returns is
             # dated from the call, or its first event waits up to twice max_ms (measured: 1 s at 1,000/s).
             polled_at = time.monotonic()
-            messages = self._consumer.consume(
-                min(CONSUME_CHUNK, max_events - batch.size), timeout=min(wait, 0.5)
-            )
-            chunks: dict[str, list[Message]] = {}  # data records for the SQL decoder, per topic
-            for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        at_eof.add((message.topic(), message.partition()))
-                        continue
-                    self._on_consumer_error(message, error)
-                    continue
-                topic, partition = message.topic(), message.partition()
-                at_eof.discard((topic, partition))
-                offset = message.offset()
-                if offset < self.positions.get((topic, partition), 0):
-                    self.stats.already_landed += 1
-                    self._dropped.add(topic, partition, offset)
-                    continue
-                if opened_at is None:
-                    opened_at = polled_at
-                if self.bulk is not None and message.value() is not None:
-                    chunks.setdefault(topic, []).append(message)
-                else:
-                    self._decode_into(batch, message)
-            for topic, chunk in chunks.items():
-                self._decode_chunk(batch, topic, chunk)
+            messages = self._consumer.consume(count, timeout=timeout)
+            if reading is not None:
+                self._apply(batch, reading)
+            reading = self._read(messages, at_eof)
+            if reading.count and opened_at is None:
+                opened_at = polled_at
             now = time.monotonic()
             caught_up = self.assigned <= at_eof
+            finishing = stop.is_set() or (until_caught_up and caught_up)
             # Flush policy: at max_events, or at max_ms once the writer is free. Closing a batch while the
             # one before it still lands would only queue it, and small batches cap the rate at
             # batch size / commit time: under load the batch grows (up to max_events) instead.
             writer_busy = self._landing is not None and not self._landing[0].done()
-            due = batch.size >= max_events or (
-                opened_at is not None and now - opened_at >= max_s and not writer_busy
-            )
-            if not batch.empty and (due or stop.is_set() or (until_caught_up and caught_up)):
+            aged = opened_at is not None and now - opened_at >= max_s and not writer_busy
+            if finishing or (aged and batch.size + reading.count <= max_events):
+                # what was read lands now (at max_events the last call's records go to the next batch)
+                self._apply(batch, reading)
+            if not batch.empty and (batch.size >= max_events or aged or finishing):
                 if not self._land(batch):  # staging was switched: re-read from the new positions
                     at_eof.clear()
+                    reading = self._drop(reading)
                 batch = Batch(self._next_batch_id)
-                opened_at = None
-            if stop.is_set() or (until_caught_up and caught_up and batch.empty):
+                opened_at = polled_at if reading.count else None
+            if finishing and batch.empty and not reading.count:
                 if not self._finish_landing() and not stop.is_set():
                     at_eof.clear()  # staging was switched: re-read from the new positions
                     continue
@@ -212,6 +213,7 @@ class Ingester:
             if self._landing is not None and self._landing[0].done() and not self._finish_landing():
                 # staging was switched: what was read after the dropped batch is dropped too
                 at_eof.clear()
+                reading = self._drop(reading)
                 batch = Batch(self._next_batch_id)
                 opened_at = None
             if now >= next_log_end_check:
@@ -223,19 +225,73 @@ class Ingester:
                 self._refresh_assignment()
                 next_refresh = now + METADATA_REFRESH_S
 
-    def _decode_chunk(self, batch: Batch, topic: str, chunk: list[Message]) -> None:
-        """One topic's records of a consume() call: in SQL when they are plain change events, else one by
-        one (same result either way: ingest/bulk.py)."""
-        assert self.bulk is not None
-        kind = self.decoder.topic_kind(topic)
-        rows = None
-        if kind.kind == "data" and kind.table is not None:
-            rows = self.bulk.decode(topic, kind.table, chunk)
-        if rows is not None:
-            batch.add_bulk(rows)
-            return
-        for message in chunk:
+    def _next_consume(self, in_hand: int, opened_at: float | None) -> tuple[int, float]:
+        """Count and timeout of the next consume() call, given `in_hand` records read for the batch opened
+        at `opened_at`: its records go to that batch, or to the next one when it is full."""
+        max_events = self.settings.batch.max_events
+        max_s = self.settings.batch.max_ms / 1000
+        if in_hand >= max_events:  # the batch lands once the last call's records are in: take what is here
+            return min(CONSUME_CHUNK, max_events), 0.0
+        wait = max_s if opened_at is None else max(0.0, opened_at + max_s - time.monotonic())
+        # While the previous batch is still landing, an open batch keeps growing instead of queueing behind
+        # it (see `aged` in _loop); poll in short steps meanwhile rather than spin.
+        if self._landing is not None and not self._landing[0].done():
+            wait = max(wait, WRITER_BUSY_POLL_S)
+        return min(CONSUME_CHUNK, max_events - in_hand), min(wait, 0.5)
+
+    def _read(self, messages: list[Message], at_eof: set[tuple[str, int]]) -> _Read:
+        """Sort one consume() call's records: end-of-partition events and errors are handled here, records
+        landed before are dropped, data records of a topic go to the SQL decoder as one chunk (started at
+        once, in its thread), the rest to the Python decoder (when the read is applied)."""
+        read = _Read()
+        chunks: dict[str, list[Message]] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    at_eof.add((message.topic(), message.partition()))
+                    continue
+                self._on_consumer_error(message, error)
+                continue
+            topic, partition = message.topic(), message.partition()
+            at_eof.discard((topic, partition))
+            offset = message.offset()
+            if offset < self.positions.get((topic, partition), 0):
+                self.stats.already_landed += 1
+                self._dropped.add(topic, partition, offset)
+                continue
+            if self.bulk is not None and message.value() is not None:
+                chunks.setdefault(topic, []).append(message)
+            else:
+                read.python.append(message)
+        for topic, chunk in chunks.items():
+            kind = self.decoder.topic_kind(topic)
+            if self.bulk is None or self._decoding is None or kind.kind != "data" or kind.table is None:
+                read.python.extend(chunk)
+            else:
+                read.chunks.append((chunk, self._decoding.submit(self.bulk.parse, topic, kind.table, chunk)))
+        return read
+
+    def _apply(self, batch: Batch, read: _Read) -> None:
+        """Add what `read` holds to the batch, in order (waiting for its chunks' SQL decoding), once."""
+        for message in read.python:
             self._decode_into(batch, message)
+        for chunk, parsed in read.chunks:
+            rows = parsed.result()
+            if rows is not None:
+                assert self.bulk is not None
+                batch.add_bulk(self.bulk.settle(rows))
+            else:
+                for message in chunk:
+                    self._decode_into(batch, message)
+        read.python, read.chunks = [], []
+
+    @staticmethod
+    def _drop(read: _Read) -> _Read:
+        """Drop what was read after a dropped batch (staging was switched): it is read again."""
+        for _, parsed in read.chunks:
+            parsed.exception()  # let its decoding end
+        return _Read()
 
     def _decode_into(self, batch: Batch, message: Message) -> None:
         decoded = self.decoder.decode(to_record(message))
