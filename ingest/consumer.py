@@ -194,14 +194,15 @@ class Ingester:
             # batch size / commit time: under load the batch grows (up to max_events) instead.
             writer_busy = self._landing is not None and not self._landing[0].done()
             aged = opened_at is not None and now - opened_at >= max_s and not writer_busy
-            if finishing or (aged and batch.size + reading.count <= max_events):
-                # what was read lands now (at max_events the last call's records go to the next batch)
-                self._apply(batch, reading)
+            if (finishing or aged) and batch.size + reading.count <= max_events:
+                self._apply(batch, reading)  # what was read lands now
             if not batch.empty and (batch.size >= max_events or aged or finishing):
-                if not self._land(batch):  # staging was switched: re-read from the new positions
-                    at_eof.clear()
-                    reading = self._drop(reading)
+                reading = self._land_or_drop(batch, reading, at_eof)
                 batch = Batch(self._next_batch_id)
+                if finishing and reading.count:  # what did not fit in that batch lands in one of its own
+                    self._apply(batch, reading)
+                    reading = self._land_or_drop(batch, reading, at_eof)
+                    batch = Batch(self._next_batch_id)
                 opened_at = polled_at if reading.count else None
             if finishing and batch.empty and not reading.count:
                 if not self._finish_landing() and not stop.is_set():
@@ -224,6 +225,14 @@ class Ingester:
             if now >= next_refresh:
                 self._refresh_assignment()
                 next_refresh = now + METADATA_REFRESH_S
+
+    def _land_or_drop(self, batch: Batch, reading: _Read, at_eof: set[tuple[str, int]]) -> _Read:
+        """Hand `batch` to the writer; what is still to be read, or nothing if staging was switched (then
+        what was read after the dropped batch is dropped too, and read again from the new positions)."""
+        if self._land(batch):
+            return reading
+        at_eof.clear()
+        return self._drop(reading)
 
     def _next_consume(self, in_hand: int, opened_at: float | None) -> tuple[int, float]:
         """Count and timeout of the next consume() call, given `in_hand` records read for the batch opened
