@@ -5,7 +5,7 @@ CLI `ingest run --until-caught-up` as a child process and samples its RSS (psuti
 any process it starts) until it exits. Reports the peak, the RSS after start-up (first sample once the
 first batch landed) and the drain rate. Goal: peak under 500 MB for a 5M-event backlog.
 
-    .venv/bin/python bench/memory.py [--events 5000000] [--runs 1]
+    .venv/bin/python bench/memory.py [--events 5000000] [--runs 3]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import uuid
 
 import psutil
 from common import BIN, REPO, bench_env, customer_payload, encode, produce_all, spread, write_result
+from confluent_kafka.admin import AdminClient
 
 
 def events(n: int):
@@ -59,6 +60,8 @@ def one_run(bench, n: int, run: int) -> dict[str, float]:
     elapsed = time.perf_counter() - started
     if child.returncode != 0:
         raise RuntimeError(f"ingester exited with {child.returncode}")
+    # the broker keeps topics in memory: free this run's backlog before the next one is produced
+    AdminClient({"bootstrap.servers": bench.bootstrap}).delete_topics([topic])[topic].result(60)
     row = {
         "peak_rss_mb": max(samples) / 2**20,
         "median_rss_mb": sorted(samples)[len(samples) // 2] / 2**20,
@@ -78,7 +81,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=5_000_000)
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     with bench_env() as bench:
         rows = [one_run(bench, args.events, run) for run in range(args.runs)]

@@ -23,14 +23,14 @@ SCALES: dict[str, dict[str, list[str]]] = {
         "peer_dlt": ["--events", "1000000", "--runs", "3"],
         "freshness": ["--rates", "1000,10000", "--duration", "60", "--runs", "3"],
         "dbt_incremental": ["--history", "1000000,10000000", "--runs", "3", "--chunk", "1000000"],
-        "memory": ["--events", "5000000", "--runs", "1"],
+        "memory": ["--events", "5000000", "--runs", "3"],
     },
     "quick": {
         "ingest_throughput": ["--events", "100000", "--runs", "3"],
         "peer_dlt": ["--events", "100000", "--runs", "3"],
         "freshness": ["--rates", "1000,10000", "--duration", "60", "--runs", "3"],
         "dbt_incremental": ["--history", "20000,200000", "--runs", "3"],
-        "memory": ["--events", "1000000", "--runs", "1"],
+        "memory": ["--events", "1000000", "--runs", "3"],
     },
 }
 

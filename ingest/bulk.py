@@ -1,21 +1,21 @@
 """Columnar decoding of plain change events in DuckDB: the per-event hot path, in C++ instead of Python.
 
 A chunk of records of one data topic goes to an in-memory DuckDB as one Arrow column of raw values. One SQL
-pass parses every value once per function: `json_type` reads the JSON type of every field the Python
-decoder's fast path checks (envelope, source block, both row images), `json_keys` the images' keys, and
-`json_transform_strict` types the fields a staging row needs (a missing or duplicate key, or a number out of
-its column's range, fails the pass). Rows are then grouped by their signature (op, types, keys): each
-distinct signature is checked once, in Python, by the rules of `ingest.decode._fast_change`, and the first
-row of each is decoded by the Python decoder itself, which gives the staging schema. A chunk is landed from
-SQL only when every row passes and every check holds; anything else (a dead letter, a TOAST placeholder, a
-TRUNCATE, a float, a Connect type that needs converting, a new column...) sends the whole chunk back to
-`Decoder.decode`, record by record. So a chunk lands the same whichever way it goes: the equivalence is
-tested on the corpus and on fuzzed input (pytests/test_bulk_decode.py).
+query parses every value once per function: `json_type` reads the JSON type of every field the Python
+decoder's fast path checks (envelope, source and transaction blocks, both row images), `json_keys` the keys
+of each (which lists duplicates), and `json_transform_strict` types the fields a staging row needs (a
+number out of its column's range fails the pass); the result is the rows to land plus each row's signature
+(op and types). The signatures are grouped over that result: each distinct one is checked once, in Python,
+by the rules of `ingest.decode._fast_change`, and the first row of each is decoded by the Python decoder
+itself, which gives the staging schema. A chunk is landed from SQL only when every row passes and every
+check holds; anything else (a dead letter, a TOAST placeholder, a TRUNCATE, a float, a Connect type that
+needs converting, a new column...) sends the whole chunk back to `Decoder.decode`, record by record. So a
+chunk lands the same whichever way it goes: the equivalence is tested on the corpus and on fuzzed input
+(pytests/test_bulk_decode.py).
 
-Why: per-event Python (JSON parse, checks, record objects, Arrow build) cost ~8 us of the ~12 us the
-decoding thread spends per 1 KB event, holding the GIL; this path costs ~0.5 us of Python per event and
-~3 us of DuckDB, which releases the GIL (docs/benchmarks.md).
-"""
+Why: per-event Python (JSON parse, checks, record objects, Arrow build) held the GIL for ~8 us per 1 KB
+event; this path holds it for ~1.5 us and spends ~7-8 us in DuckDB, which releases it, in a thread of its
+own beside the consumer loop (`BulkDecoder.parse`; docs/benchmarks.md)."""
 
 from __future__ import annotations
 
