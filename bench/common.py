@@ -28,6 +28,7 @@ from pathlib import Path
 import orjson
 import psutil
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -176,6 +177,12 @@ def produce_all(bootstrap: str, topic: str, records: Iterator[tuple[bytes, bytes
             p.poll(0)
     p.flush(300)
     return count, size
+
+
+def delete_topic(bootstrap: str, topic: str) -> None:
+    """Free a run's topic once nothing reads it: the embedded broker keeps every topic in memory."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the deletion is answered
+    admin.delete_topics([topic])[topic].result(60)
 
 
 @dataclass

@@ -17,8 +17,17 @@ import time
 import uuid
 
 import psutil
-from common import BIN, REPO, bench_env, customer_payload, encode, produce_all, spread, write_result
-from confluent_kafka.admin import AdminClient
+from common import (
+    BIN,
+    REPO,
+    bench_env,
+    customer_payload,
+    delete_topic,
+    encode,
+    produce_all,
+    spread,
+    write_result,
+)
 
 
 def events(n: int):
@@ -60,8 +69,6 @@ def one_run(bench, n: int, run: int) -> dict[str, float]:
     elapsed = time.perf_counter() - started
     if child.returncode != 0:
         raise RuntimeError(f"ingester exited with {child.returncode}")
-    # the broker keeps topics in memory: free this run's backlog before the next one is produced
-    AdminClient({"bootstrap.servers": bench.bootstrap}).delete_topics([topic])[topic].result(60)
     row = {
         "peak_rss_mb": max(samples) / 2**20,
         "median_rss_mb": sorted(samples)[len(samples) // 2] / 2**20,
@@ -73,6 +80,7 @@ def one_run(bench, n: int, run: int) -> dict[str, float]:
         f"drained in {elapsed:.0f} s ({row['drain_per_s']:,.0f}/s)",
         flush=True,
     )
+    delete_topic(bench.bootstrap, topic)  # before the next run produces its backlog
     return row
 
 

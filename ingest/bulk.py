@@ -225,7 +225,12 @@ class BulkDecoder:
         # Signatures are checked by decoding a row with a decoder of their own, so that the main decoder's
         # state (table versions, hence key columns) moves only with what is landed.
         self._probe = Decoder(decoder.skip_heartbeats, decoder.skip_schema_changes)
-        self._con = duckdb.connect(config={"threads": threads, "autoinstall_known_extensions": False})
+        self._con = duckdb.connect(
+            config={
+                "threads": threads,
+                "autoinstall_known_extensions": False,
+            }
+        )
         self._plans: dict[tuple, _Plan] = {}
         self._verdicts: dict[tuple, _Verdict] = {}
 
@@ -258,7 +263,9 @@ class BulkDecoder:
                 rows = self._decode_with(plan, topic, table, chunk)
             except _Replan:
                 continue
-            except duckdb.Error as error:
+            # DuckDB cuts a long error message at a byte count, which can split a character: the client
+            # then fails to decode the message itself (found by the hostile-record test).
+            except (duckdb.Error, UnicodeDecodeError) as error:
                 if plan.columns:  # typed by an older plan: learn the types again
                     plan.columns = {}
                     continue
@@ -577,11 +584,19 @@ def _union(verdicts: list[_Verdict]) -> dict[str, ColumnType] | None:
 
 
 def _output_table(parsed: pa.Table, columns: dict[str, ColumnType]) -> pa.Table:
-    """The image's columns (out of its struct) and the metadata columns, in the transport types."""
+    """The image's columns (out of its struct) and the metadata columns, in the transport types.
+
+    Every column is copied (`combine_chunks` concatenates into new buffers): the rows then hold no memory
+    of DuckDB's, whose allocator keeps what another thread frees (measured: +300 MB of RSS when the batches
+    built here were released by the consumer loop and the writer)."""
     image = parsed.column("image").combine_chunks()
     fields = dict(zip((f.name for f in image.type), image.flatten(), strict=True))
     arrays = [fields[name] for name in columns]
-    arrays += [parsed.column(name) for name in parsed.column_names if name.startswith(("_cdc_", "_kafka_"))]
+    arrays += [
+        parsed.column(name).combine_chunks()
+        for name in parsed.column_names
+        if name.startswith(("_cdc_", "_kafka_"))
+    ]
     schema = _output_schema(columns)
     return pa.Table.from_arrays(arrays, names=schema.names).cast(schema)
 

@@ -52,6 +52,7 @@ class RunStats:
     last_batch_records: int = 0
     last_batch_seconds: float = 0.0
     started_at: float = field(default_factory=time.time)
+    first_read_at: float | None = None  # time.monotonic() when the first records came back from the broker
 
 
 def consumer_config(settings: IngestSettings) -> dict[str, str | bool | int]:
@@ -61,6 +62,9 @@ def consumer_config(settings: IngestSettings) -> dict[str, str | bool | int]:
         # events the reader waited more than it worked (31,000 events/s instead of 75,000, measured with
         # bench/ingest_throughput.py). kafka.client may still set it.
         "fetch.queue.backoff.ms": 10,
+        # librdkafka's prefetch queue (default 64 MB) is a large part of a draining ingester's memory; 16 MB
+        # still holds three consume() calls of ~1 KB records (bench/memory.py, docs/benchmarks.md).
+        "queued.max.messages.kbytes": 16384,
         **settings.kafka.client,
     }
     config.update(
@@ -181,6 +185,8 @@ class Ingester:
             # dated from the call, or its first event waits up to twice max_ms (measured: 1 s at 1,000/s).
             polled_at = time.monotonic()
             messages = self._consumer.consume(count, timeout=timeout)
+            if messages and self.stats.first_read_at is None:
+                self.stats.first_read_at = time.monotonic()
             if reading is not None:
                 self._apply(batch, reading)
             reading = self._read(messages, at_eof)
