@@ -414,6 +414,13 @@ def generate(
     events: Annotated[int, typer.Option(min=0, help="change events after the snapshot (0: none)")] = 1000,
     rate: Annotated[float, typer.Option(min=0, help="events per second (0: as fast as possible)")] = 0.0,
     seed: Annotated[int, typer.Option(help="same seed, same events (timestamps follow the clock)")] = 0,
+    simulated_clock: Annotated[
+        bool,
+        typer.Option(
+            "--simulated-clock/--wall-clock",
+            help="stamp events on the generator's own clock (a fixed start): same seed, identical events",
+        ),
+    ] = False,
     schemas: Annotated[bool, typer.Option("--schemas/--no-schemas", help="schemas.enable")] = True,
     duplicates: Annotated[float, typer.Option(min=0, max=1, help="probability of a redelivery")] = 0.0,
     late: Annotated[float, typer.Option(min=0, max=1, help="probability of holding a record back")] = 0.0,
@@ -446,7 +453,7 @@ def generate(
         after_tx_id=after_tx_id,
         continue_from=tuple(int(n) for n in continue_from.split(",") if n.strip()) if continue_from else (),
     )
-    source = gen.InventoryGenerator(config, clock=gen.wall_clock_us)
+    source = gen.InventoryGenerator(config, clock=None if simulated_clock else gen.wall_clock_us)
     faults = gen.DeliveryFaults(source, duplicates=duplicates, late=late, seed=seed)
     report = gen.produce_records(
         faults, settings.kafka.client, source.topics, partitions or settings.kafka.topic_partitions, rate

@@ -724,8 +724,9 @@ def test_dbt_build_on_the_generated_stream_equals_the_generators_final_state(lak
     events, seed = 2500, 61
     lake.ingest(
         "generate", f"--events={events}", f"--seed={seed}", "--duplicates=0.02", "--late=0.02",
-        "--partitions=1", f"--topic-prefix={lake.topic_prefix}",
+        "--partitions=1", f"--topic-prefix={lake.topic_prefix}", "--simulated-clock",
     )  # fmt: skip
+    # Both on the simulated clock: order dates come from the clock, and the wall clock moves on every day.
     generator = InventoryGenerator(GeneratorConfig(topic_prefix=lake.topic_prefix, events=events, seed=seed))
     for _ in generator:
         pass
