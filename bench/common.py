@@ -33,8 +33,8 @@ from confluent_kafka.admin import AdminClient
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ingest.broker import EmbeddedBroker, ensure_topics  # noqa: E402
-from ingest.catalog import EmbeddedCatalog  # noqa: E402
+from ingest.embedded.broker import EmbeddedBroker, ensure_topics  # noqa: E402
+from ingest.embedded.catalog import EmbeddedCatalog  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 BIN = Path(sys.executable).parent

@@ -36,17 +36,17 @@ NEW_EVENTS = 10_000
 
 def source_position(env: dict[str, str]) -> tuple[int, int]:
     """Where the generated source's log ended (max LSN and tx id in staging), as `ingest demo` reads it."""
-    from ingest.config import load_settings
-    from ingest.demo import source_position as lake_source_position
+    from ingest.core.config import load_settings
+    from ingest.devtools.demo import source_position as lake_source_position
 
     return lake_source_position(load_settings("dev", project_dir=REPO, environ=env))
 
 
 def staging_rows(env: dict[str, str]) -> int:
-    from ingest.config import load_settings
-    from ingest.lake import connect
+    from ingest.core.config import load_settings
+    from ingest.embedded.catalog import connect_lake
 
-    con = connect(load_settings("dev", project_dir=REPO, environ=env))
+    con = connect_lake(load_settings("dev", project_dir=REPO, environ=env))
     try:
         tables = con.execute(
             "select table_name from duckdb_tables() where database_name = 'lake' "

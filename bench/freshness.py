@@ -66,8 +66,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def one_run(bench: BenchEnv, rate: int, duration: float, poll_ms: int, max_ms: int, run: int) -> dict:
-    from ingest.config import load_settings
-    from ingest.lake import connect
+    from ingest.core.config import load_settings
+    from ingest.embedded.catalog import connect_lake
 
     topic = f"fresh{run}{uuid.uuid4().hex[:6]}.inventory.customers"
     ensure_topics({"bootstrap.servers": bench.bootstrap}, [topic], partitions=1)
@@ -89,7 +89,7 @@ def one_run(bench: BenchEnv, rate: int, duration: float, poll_ms: int, max_ms: i
             if time.monotonic() > deadline or child.poll() is not None:
                 raise RuntimeError(f"ingester did not start:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.2)
-        con = connect(settings)
+        con = connect_lake(settings)
         ready.set()
         total = int(rate * duration)
         latencies: list[float] = []

@@ -31,11 +31,11 @@ from common import (
     write_result,
 )
 
-from ingest.config import load_settings
-from ingest.consumer import Ingester
-from ingest.lake import connect
-from ingest.logs import configure_logging
-from ingest.sink import LakeSink
+from ingest.core.config import load_settings
+from ingest.core.consumer import Ingester
+from ingest.core.logs import configure_logging
+from ingest.core.sink import LakeSink
+from ingest.embedded.catalog import connect_lake
 
 
 def produce(bootstrap: str, topic: str, events: int, schemas: bool) -> float:
@@ -65,7 +65,7 @@ def landed_rate(settings_env: dict[str, str], topic: str, events: int) -> tuple[
     from its first records), and timed from the start of `Ingester.run` (its start-up included: consumer,
     assignment, positions read from the lake)."""
     settings = load_settings("dev", project_dir=REPO, environ={**settings_env, "INGEST_TOPICS": f"^{topic}$"})
-    sink = LakeSink.for_lake(lambda: connect(settings), settings.lake)
+    sink = LakeSink.for_lake(lambda: connect_lake(settings), settings.lake)
     sink.open()  # attach and create bookkeeping tables outside the timed part
     started = time.monotonic()
     stats = Ingester(settings, sink).run(until_caught_up=True)

@@ -107,11 +107,11 @@ def run_dlt(bootstrap: str, topic: str, work: Path) -> tuple[float, Path]:
 
 
 def compare(env: dict[str, str], dlt_database: Path) -> dict[str, int]:
-    from ingest.config import load_settings
-    from ingest.lake import connect
+    from ingest.core.config import load_settings
+    from ingest.embedded.catalog import connect_lake
 
     settings = load_settings("dev", project_dir=REPO, environ=env)
-    con = connect(settings)
+    con = connect_lake(settings)
     try:
         con.execute(f"attach '{dlt_database}' as peer (read_only)")
         schema = con.execute(

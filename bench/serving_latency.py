@@ -36,11 +36,10 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ingest import generator as gen  # noqa: E402
-from ingest.broker import EmbeddedBroker  # noqa: E402
-from ingest.catalog import EmbeddedCatalog  # noqa: E402
-from ingest.config import load_settings  # noqa: E402
-from ingest.lake import connect  # noqa: E402
+from ingest.core.config import load_settings  # noqa: E402
+from ingest.devtools import generator as gen  # noqa: E402
+from ingest.embedded.broker import EmbeddedBroker  # noqa: E402
+from ingest.embedded.catalog import EmbeddedCatalog, connect_lake  # noqa: E402
 
 POLL_S = 0.25
 
@@ -81,7 +80,7 @@ class Poller(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        con = connect(self.settings)
+        con = connect_lake(self.settings)
         try:
             while not self.stop.wait(POLL_S):
                 self.samples.append(
@@ -167,7 +166,7 @@ def main() -> None:
         gen.produce_records(warm, settings.kafka.client, source.topics, 1)
         log_file = Path(tempfile.gettempdir()) / f"serving_latency-{os.getpid()}.ingest.log"
         ingester = subprocess.Popen(command, cwd=REPO, env=env, stderr=log_file.open("w"))
-        con = connect(settings)
+        con = connect_lake(settings)
         print(f"warming up: waiting for the first dbt build ({' '.join(command[3:])})", flush=True)
         while True:
             try:
@@ -203,7 +202,7 @@ def main() -> None:
         if ingester.poll() is None:
             ingester.send_signal(signal.SIGTERM)
             ingester.wait(timeout=300)
-        con = connect(settings)
+        con = connect_lake(settings)
         builds = con.execute(
             "select status, elapsed_s, counts from lake.staging._cdc_dbt_builds where started_at >= ? "
             "order by started_at",

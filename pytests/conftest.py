@@ -24,10 +24,10 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from ingest.broker import EmbeddedBroker, ensure_topics
-from ingest.catalog import EmbeddedCatalog
-from ingest.config import IngestSettings, load_settings
-from ingest.decode import ChangeRow, DeadLetter, Decoder, RawRecord, TransactionRecord, to_record
+from ingest.core.config import IngestSettings, load_settings
+from ingest.core.decode import ChangeRow, DeadLetter, Decoder, RawRecord, TransactionRecord, to_record
+from ingest.embedded.broker import EmbeddedBroker, ensure_topics
+from ingest.embedded.catalog import EmbeddedCatalog
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO.parent / "shared" / "debezium-corpus"
@@ -79,9 +79,9 @@ class Lake:
     topic_prefix: str
 
     def connect(self):
-        from ingest.lake import connect
+        from ingest.embedded.catalog import connect_lake
 
-        return connect(self.settings)
+        return connect_lake(self.settings)
 
     def query(self, sql: str) -> list[tuple]:
         con = self.connect()

@@ -1,7 +1,7 @@
 """A PostgreSQL database made from SQL files, for tests that compare curated tables with it.
 
 The corpus tests run the corpus's own SQL in a database of the embedded PostgreSQL (`create_database`); the
-comparison itself is `ingest.compare` (the demo prints the same one):
+comparison itself is `ingest.devtools.compare` (the demo prints the same one):
 
     dsn = create_database(server_dsn, "corpus", [setup_sql, scenario_sql])
     differences = compare_curated(lake.query, postgres_tables(dsn, "inventory"), exceptions)

@@ -6,7 +6,7 @@ import signal
 import pytest
 
 from conftest import produce_items, start_ingest, wait_for
-from ingest.broker import ensure_topics
+from ingest.embedded.broker import ensure_topics
 
 pytestmark = pytest.mark.integration
 

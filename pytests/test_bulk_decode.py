@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import CORPUS, VARIANTS
-from ingest.batch import Batch, Segment, segment_arrow
-from ingest.bulk import BulkDecoder
-from ingest.corpus import read_variant
-from ingest.decode import ChangeRow, Decoder, classify_topic, to_record
+from ingest.core.batch import Batch, Segment, segment_arrow
+from ingest.core.decode import ChangeRow, Decoder, classify_topic, to_record
+from ingest.core.decode_sql import BulkDecoder
+from ingest.devtools.corpus import read_variant
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from common import customer_payload, customer_schemas, encode

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import assert_staging_exactly_once, read_topics, start_generator, start_ingest, wait_for
-from ingest.catalog import EmbeddedCatalog
+from ingest.embedded.catalog import EmbeddedCatalog
 
 pytestmark = pytest.mark.integration
 
@@ -70,9 +70,9 @@ def test_a_commit_whose_answer_was_lost_is_not_landed_twice(lake):
     import duckdb
     import orjson
 
-    from ingest.batch import Batch
-    from ingest.decode import Decoder, RawRecord
-    from ingest.sink import LakeSink
+    from ingest.core.batch import Batch
+    from ingest.core.decode import Decoder, RawRecord
+    from ingest.core.sink import LakeSink
 
     sink = LakeSink(lake.connect)
     sink.open()

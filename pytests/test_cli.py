@@ -9,8 +9,8 @@ import time
 import pytest
 
 from conftest import REPO, produce_items
-from ingest.broker import ensure_topics
-from ingest.decode import Decoder, RawRecord, Skipped, classify_topic
+from ingest.core.decode import Decoder, RawRecord, Skipped, classify_topic
+from ingest.embedded.broker import ensure_topics
 
 
 def test_topic_kinds_follow_debezium_naming():

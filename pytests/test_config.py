@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.config import ConfigError, load_settings, redact
-from ingest.consumer import consumer_config
+from ingest.core.config import ConfigError, load_settings, redact
+from ingest.core.consumer import consumer_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -105,7 +105,7 @@ def test_the_consumer_keeps_fetching_while_its_prefetch_queue_is_full():
 )
 def test_a_lost_catalog_is_told_apart_from_a_commit_conflict(message, unreachable):
     """An unreachable catalog is waited for as long as it takes; a conflict is retried a few times."""
-    from ingest.sink import catalog_unreachable
+    from ingest.core.sink import catalog_unreachable
 
     assert catalog_unreachable(RuntimeError(message)) is unreachable
 
@@ -115,7 +115,7 @@ def test_the_writer_connection_uses_the_configured_duckdb_threads():
     the writer connection takes lake.writer_threads (1 by default; the environment can change it)."""
     import duckdb
 
-    from ingest.sink import LakeSink
+    from ingest.core.sink import LakeSink
 
     settings = load_settings("dev", project_dir=REPO, environ={})
     assert settings.lake.writer_threads == 1

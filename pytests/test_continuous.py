@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from conftest import REPO
-from ingest import generator as gen
-from ingest.config import load_settings
-from ingest.dbt_runner import ContinuousBuilds, parse_interval
+from ingest.core.config import load_settings
+from ingest.devtools import generator as gen
+from ingest.ops.dbt_runner import ContinuousBuilds, parse_interval
 
 
 def test_intervals_parse_with_units():

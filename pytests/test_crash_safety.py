@@ -24,7 +24,7 @@ from conftest import (
     start_generator,
     warm_up,
 )
-from ingest.broker import ensure_topics
+from ingest.embedded.broker import ensure_topics
 
 pytestmark = pytest.mark.integration
 

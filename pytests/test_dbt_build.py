@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CORPUS, REPO, VARIANTS, dbt
-from ingest.corpus import produce, read_variant
+from ingest.devtools.corpus import produce, read_variant
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not VARIANTS, reason="corpus not present")]
 

@@ -9,8 +9,8 @@ import pytest
 from pgstate import create_database
 
 from conftest import CORPUS, VARIANTS, dbt
-from ingest.compare import Exception_, compare_curated, postgres_tables
-from ingest.corpus import produce, read_variant
+from ingest.devtools.compare import Exception_, compare_curated, postgres_tables
+from ingest.devtools.corpus import produce, read_variant
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not VARIANTS, reason="corpus not present")]
 

@@ -4,7 +4,7 @@ whatever the Kafka positions of the new events."""
 import pytest
 
 from conftest import CORPUS, VARIANTS, dbt
-from ingest.corpus import produce, read_variant
+from ingest.devtools.corpus import produce, read_variant
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not VARIANTS, reason="corpus not present")]
 

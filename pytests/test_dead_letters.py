@@ -80,7 +80,7 @@ def test_dead_letters_list_show_and_retry_exactly_once(lake):
 
 
 def test_a_retry_interrupted_before_commit_lands_nothing_and_keeps_the_letter(lake, monkeypatch):
-    from ingest import retry
+    from ingest.ops import retry
 
     topic = f"{lake.topic_prefix}.inventory.things"
     send(lake, topic, [orjson.dumps(event({"id": 1}, 1))])

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from ingest.compare import compare_tables, postgres_tables
-from ingest.postgres_source import debezium_source, source_exceptions
+from ingest.devtools.compare import compare_tables, postgres_tables
+from ingest.devtools.postgres_source import debezium_source, source_exceptions
 
 HAVE_JAVA = shutil.which("java") is not None and shutil.which("javac") is not None
 pytestmark = [

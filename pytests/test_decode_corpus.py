@@ -10,8 +10,16 @@ from pathlib import Path
 import pytest
 
 from conftest import CORPUS, VARIANTS
-from ingest.corpus import read_variant
-from ingest.decode import ChangeRow, DeadLetter, Decoder, MessageRecord, RawRecord, Skipped, TransactionRecord
+from ingest.core.decode import (
+    ChangeRow,
+    DeadLetter,
+    Decoder,
+    MessageRecord,
+    RawRecord,
+    Skipped,
+    TransactionRecord,
+)
+from ingest.devtools.corpus import read_variant
 
 pytestmark = pytest.mark.skipif(not VARIANTS, reason="the shared Debezium corpus is not present")
 

@@ -9,9 +9,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import CORPUS, VARIANTS
-from ingest.corpus import read_variant
-from ingest.decode import Decoder, _fast_change, _from_model
-from ingest.envelope import UNAVAILABLE_VALUE, ChangeEvent
+from ingest.core.decode import Decoder, _fast_change, _from_model
+from ingest.core.envelope import UNAVAILABLE_VALUE, ChangeEvent
+from ingest.devtools.corpus import read_variant
 
 
 def corpus_change_payloads() -> list[dict]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, free_port
-from ingest.broker import port_open
-from ingest.catalog import EmbeddedCatalog
+from ingest.embedded.broker import port_open
+from ingest.embedded.catalog import EmbeddedCatalog
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.batch import Batch, segment_arrow, split_unbuildable_rows
-from ingest.decode import (
+from ingest.core.batch import Batch, segment_arrow, split_unbuildable_rows
+from ingest.core.decode import (
     ChangeRow,
     DeadLetter,
     Decoder,
@@ -21,7 +21,7 @@ from ingest.decode import (
     Skipped,
     TransactionRecord,
 )
-from ingest.lake import quote_ident
+from ingest.core.lake import quote_ident
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TOPICS = ["p.inventory.t", "p.transaction", "p.message", "p", "__debezium-heartbeat.p", "p.a.b.c"]

@@ -13,8 +13,16 @@ import orjson
 import pytest
 
 from conftest import CORPUS, REPO
-from ingest.decode import ChangeRow, DeadLetter, Decoder, MessageRecord, RawRecord, Skipped, TransactionRecord
-from ingest.generator import (
+from ingest.core.decode import (
+    ChangeRow,
+    DeadLetter,
+    Decoder,
+    MessageRecord,
+    RawRecord,
+    Skipped,
+    TransactionRecord,
+)
+from ingest.devtools.generator import (
     TABLES,
     DeliveryFaults,
     GeneratorConfig,

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from conftest import CORPUS, VARIANTS, send, with_schema
-from ingest.corpus import produce, read_variant
+from ingest.devtools.corpus import produce, read_variant
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not VARIANTS, reason="corpus not present")]
 

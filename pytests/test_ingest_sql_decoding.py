@@ -8,12 +8,12 @@ from confluent_kafka import Producer
 from test_bulk_decode import generated
 
 from conftest import REPO, assert_staging_exactly_once, read_topics
-from ingest.batch import Batch
-from ingest.broker import ensure_topics
-from ingest.config import load_settings
-from ingest.consumer import Ingester
-from ingest.lake import connect
-from ingest.sink import LakeSink
+from ingest.core.batch import Batch
+from ingest.core.config import load_settings
+from ingest.core.consumer import Ingester
+from ingest.core.sink import LakeSink
+from ingest.embedded.broker import ensure_topics
+from ingest.embedded.catalog import connect_lake
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def test_chunks_in_flight_land_once_in_order_within_the_batch_size(lake):
 
     batches = {"INGEST_BATCH__MAX_EVENTS": str(MAX_EVENTS), "INGEST_BATCH__MAX_MS": "60000"}
     settings = load_settings("dev", project_dir=REPO, environ={**lake.env, **batches})
-    sink = LakeSink.for_lake(lambda: connect(settings), settings.lake)
+    sink = LakeSink.for_lake(lambda: connect_lake(settings), settings.lake)
     landed: list[tuple[int, int, int]] = []  # (records, next offset, chunks decoded in SQL) per batch
 
     def on_batch(batch: Batch, _elapsed: float) -> None:

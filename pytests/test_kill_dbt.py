@@ -23,7 +23,7 @@ from conftest import (
     read_topics,
     start_generator,
 )
-from ingest.corpus import produce, read_variant
+from ingest.devtools.corpus import produce, read_variant
 
 pytestmark = pytest.mark.integration
 

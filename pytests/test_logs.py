@@ -7,8 +7,8 @@ import orjson
 import pytest
 
 from conftest import produce_items, send, with_schema
-from ingest.broker import ensure_topics
-from ingest.logs import _JsonFormatter, _TextFormatter, event_fields, event_ref, offset_runs
+from ingest.core.logs import _JsonFormatter, _TextFormatter, event_fields, event_ref, offset_runs
+from ingest.embedded.broker import ensure_topics
 
 # Lines about events (not the run's summary line, which counts them)
 ABOUT_EVENTS = ("dead letter ", "quarantined ", "dropped ")

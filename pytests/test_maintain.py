@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, produce_items
-from ingest.broker import ensure_topics
+from ingest.embedded.broker import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import REPO, free_port, produce_items, send
-from ingest.broker import ensure_topics
-from ingest.metrics import IngestMetrics
+from ingest.core.metrics import IngestMetrics
+from ingest.embedded.broker import ensure_topics
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:

@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Producer
 
 from conftest import REPO, produce_items
-from ingest.broker import ensure_topics
+from ingest.embedded.broker import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO, send, with_schema
-from ingest.scaffold import (
+from ingest.ops.scaffold import (
     StagingTable,
     declared_sources,
     plan_project,

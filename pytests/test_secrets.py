@@ -7,9 +7,9 @@ import time
 import pytest
 
 from conftest import ingest_command, start_ingest
-from ingest.config import load_settings
-from ingest.consumer import consumer_config
-from ingest.logs import scrub
+from ingest.core.config import load_settings
+from ingest.core.consumer import consumer_config
+from ingest.core.logs import scrub
 
 PASSWORD = "hunter2-Sup3rS3cret"
 SECRETS_ENV = {
@@ -100,7 +100,7 @@ def test_a_catalog_password_never_shows_in_errors(lake):
 
 @pytest.mark.integration
 def test_ingest_status_shows_no_secret(lake):
-    pytest.importorskip("ingest.status", reason="`ingest status` has not landed")
+    pytest.importorskip("ingest.ops.status", reason="`ingest status` has not landed")
     lake.ingest("run", "--until-caught-up")
     env = {**lake.env, **SECRETS_ENV, "INGEST_KAFKA__SASL_OAUTHBEARER_CONFIG": f"token={PASSWORD}"}
     for args in (["status", "--no-broker"], ["status", "--no-broker", "--json"], ["status", "--json"]):

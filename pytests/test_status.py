@@ -9,9 +9,9 @@ import time
 import pytest
 
 from conftest import REPO, produce_items, send
-from ingest.broker import ensure_topics
-from ingest.config import load_settings
-from ingest.status import _describe_catalog
+from ingest.core.config import load_settings
+from ingest.embedded.broker import ensure_topics
+from ingest.ops.status import _describe_catalog
 
 pytestmark = pytest.mark.integration
 

@@ -5,10 +5,10 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from ingest.batch import Segment, split_unbuildable_rows
-from ingest.decode import ChangeRow, RawRecord
-from ingest.envelope import ConnectSchema
-from ingest.typemap import (
+from ingest.core.batch import Segment, split_unbuildable_rows
+from ingest.core.decode import ChangeRow, RawRecord
+from ingest.core.envelope import ConnectSchema
+from ingest.core.typemap import (
     TableSchema,
     TypeMappingError,
     bits_text,

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Producer
 
-from ingest.broker import ensure_topics
+from ingest.embedded.broker import ensure_topics
 
 
 @dataclass(frozen=True)

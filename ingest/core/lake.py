@@ -12,8 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from ingest.catalog import EmbeddedCatalog
-from ingest.config import IngestSettings
+from ingest.core.config import IngestSettings
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +54,6 @@ def install_extensions(extension_dir: Path) -> None:
         con.close()
 
 
-def catalog_dsn(settings: IngestSettings) -> str:
-    """The libpq connection string of the catalog, starting the embedded one if this target uses it."""
-    if settings.lake.catalog == "embedded":
-        return EmbeddedCatalog(settings.state_dir, settings.lake.catalog_database).start()
-    return settings.lake.catalog
-
-
 def attach_sql(settings: IngestSettings, dsn: str) -> str:
     return (
         f"attach if not exists {quote_literal('ducklake:postgres:' + dsn)} as {LAKE} "
@@ -77,15 +69,14 @@ def connection_config(settings: IngestSettings) -> dict[str, str]:
     }
 
 
-def connect(settings: IngestSettings, dsn: str | None = None) -> duckdb.DuckDBPyConnection:
+def connect(settings: IngestSettings, dsn: str) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the lake attached as `lake` and the staging schema present.
 
-    `dsn`: the catalog's, already known (a thread of its own must not start the embedded catalog while
-    another thread does: its start-up lock is per process)."""
+    `dsn`: the catalog's libpq connection string (`ingest.embedded.catalog.catalog_dsn` resolves a target's,
+    starting the embedded catalog where the target uses one)."""
     install_extensions(settings.extension_dir)
     if "://" not in settings.lake.data_path:
         Path(settings.data_path).mkdir(parents=True, exist_ok=True)
-    dsn = dsn or catalog_dsn(settings)
     con = duckdb.connect(config=connection_config(settings))
     con.execute(attach_sql(settings, dsn))
     con.execute(f"use {LAKE}")

@@ -2,7 +2,7 @@
 
 They describe the change-event envelope, its `source` block, the transaction-metadata topic, logical decoding
 messages and the Kafka Connect schema that precedes the payload when `schemas.enable=true`. Row images stay
-plain dicts here: their columns are typed by `ingest.typemap`, from the Connect schema or from the values.
+plain dicts here: their columns are typed by `typemap`, from the Connect schema or from the values.
 """
 
 from __future__ import annotations

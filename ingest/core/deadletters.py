@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import orjson
 import pyarrow as pa
 
-from ingest.decode import RawRecord
-from ingest.lake import LAKE
+from ingest.core.decode import RawRecord
+from ingest.core.lake import LAKE
 
 DEAD_LETTERS_TABLE = f"{LAKE}.staging._dead_letters"
 QUARANTINE_TABLE = f"{LAKE}.staging._cdc_quarantine"

@@ -37,8 +37,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from ingest.broker import ensure_topics
-from ingest.corpus import producer_config
+from ingest.devtools.corpus import producer_config
+from ingest.embedded.broker import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -1522,3 +1522,8 @@ def _produce(producer: Any, record: Record, on_delivery: Callable[[Any, Any], No
 
 def wall_clock_us() -> int:
     return time.time_ns() // 1000
+
+
+def inventory_topics(prefix: str) -> list[str]:
+    """The topics Debezium writes for the inventory domain: one per table, transactions, messages."""
+    return [f"{prefix}.inventory.{t.name}" for t in TABLES] + [f"{prefix}.transaction", f"{prefix}.message"]

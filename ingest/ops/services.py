@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 import duckdb
 
-from ingest.batch import Batch
-from ingest.config import IngestSettings
-from ingest.dbt_runner import ContinuousBuilds, parse_interval
-from ingest.metrics import IngestMetrics, MetricsServer
-from ingest.status import RunInfo, finish_run, new_run_id, newest_source_times, register_run
+from ingest.core.batch import Batch
+from ingest.core.config import IngestSettings
+from ingest.core.metrics import IngestMetrics, MetricsServer
+from ingest.ops.dbt_runner import ContinuousBuilds, parse_interval
+from ingest.ops.status import RunInfo, finish_run, new_run_id, newest_source_times, register_run
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ class RunServices:
         info = RunInfo(
             self.run_id, settings.target, self.server.port if self.server else None, settings.dbt_build_every
         )
-        from ingest.lake import catalog_dsn, install_extensions
+        from ingest.core.lake import install_extensions
+        from ingest.embedded.catalog import catalog_dsn
 
         try:
             # Here, not in the thread: installing extensions and starting the embedded catalog are not
@@ -81,7 +82,7 @@ class RunServices:
     def _record_start(self, info: RunInfo, dsn: str | None) -> None:
         """Record the run and seed the freshness metric, on a connection of its own, in the background:
         ingestion does not wait for it (start-up is what a restart after a crash waits for)."""
-        from ingest.lake import connect
+        from ingest.core.lake import connect
 
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             try:
@@ -139,9 +140,9 @@ class RunServices:
                 except duckdb.Error:
                     with contextlib.suppress(duckdb.Error):
                         con.execute("rollback")
-        from ingest.lake import connect
+        from ingest.embedded.catalog import connect_lake
 
-        fresh = connect(self.settings)
+        fresh = connect_lake(self.settings)
         try:
             action(fresh)
         finally:

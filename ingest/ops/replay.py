@@ -51,13 +51,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ingest import offsets
-from ingest.batch import Batch
-from ingest.config import IngestSettings
-from ingest.consumer import Ingester
-from ingest.decode import Decoded, Decoder, RawRecord, Skipped
-from ingest.lake import LAKE, quote_ident, quote_literal
-from ingest.sink import STAGING, LakeSink
+from ingest.core import offsets
+from ingest.core.batch import Batch
+from ingest.core.config import IngestSettings
+from ingest.core.consumer import Ingester
+from ingest.core.decode import Decoded, Decoder, RawRecord, Skipped
+from ingest.core.lake import LAKE, quote_ident, quote_literal
+from ingest.core.sink import STAGING, LakeSink
 
 log = logging.getLogger(__name__)
 

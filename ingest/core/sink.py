@@ -22,13 +22,13 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from ingest import deadletters, offsets
-from ingest.batch import UTC_MS, UTC_US, Batch, Segment, segment_arrow, split_unbuildable_rows
-from ingest.config import LakeSettings
-from ingest.decode import METADATA_COLUMNS, RawRecord
-from ingest.lake import LAKE, qualified, quote_ident, quote_literal
-from ingest.logs import event_fields, event_ref, offset_runs
-from ingest.typemap import is_widening
+from ingest.core import deadletters, offsets
+from ingest.core.batch import UTC_MS, UTC_US, Batch, Segment, segment_arrow, split_unbuildable_rows
+from ingest.core.config import LakeSettings
+from ingest.core.decode import METADATA_COLUMNS, RawRecord
+from ingest.core.lake import LAKE, qualified, quote_ident, quote_literal
+from ingest.core.logs import event_fields, event_ref, offset_runs
+from ingest.core.typemap import is_widening
 
 log = logging.getLogger(__name__)
 

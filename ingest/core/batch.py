@@ -13,11 +13,19 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pyarrow as pa
 
-from ingest.decode import ChangeRow, DeadLetter, Decoded, MessageRecord, RawRecord, Skipped, TransactionRecord
-from ingest.typemap import ColumnType, TableSchema
+from ingest.core.decode import (
+    ChangeRow,
+    DeadLetter,
+    Decoded,
+    MessageRecord,
+    RawRecord,
+    Skipped,
+    TransactionRecord,
+)
+from ingest.core.typemap import ColumnType, TableSchema
 
 if TYPE_CHECKING:
-    from ingest.bulk import BulkRows
+    from ingest.core.decode_sql import BulkRows
 
 UTC_US = pa.timestamp("us", tz="UTC")
 UTC_MS = pa.timestamp("ms", tz="UTC")

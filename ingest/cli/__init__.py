@@ -15,12 +15,12 @@ from uuid import UUID
 
 import typer
 
-from ingest.broker import EmbeddedBroker, parse_bootstrap
-from ingest.catalog import EmbeddedCatalog
-from ingest.config import ConfigError, IngestSettings, load_settings
-from ingest.consumer import Ingester, IngestError
-from ingest.logs import configure_logging, scrub
-from ingest.sink import LakeSink, LandingError
+from ingest.core.config import ConfigError, IngestSettings, load_settings
+from ingest.core.consumer import Ingester, IngestError
+from ingest.core.logs import configure_logging, scrub
+from ingest.core.sink import LakeSink, LandingError
+from ingest.embedded.broker import EmbeddedBroker, parse_bootstrap
+from ingest.embedded.catalog import EmbeddedCatalog
 
 if TYPE_CHECKING:
     import duckdb
@@ -58,10 +58,10 @@ def _open_lake(settings: IngestSettings) -> duckdb.DuckDBPyConnection:
     """Connect to the target's lake, or fail with a clear message."""
     from duckdb import Error as DuckDBError
 
-    from ingest.lake import connect
+    from ingest.embedded.catalog import connect_lake
 
     try:
-        return connect(settings)
+        return connect_lake(settings)
     except DuckDBError as error:
         _fail(f"cannot open the lake: {error}")
 
@@ -121,8 +121,8 @@ def run(
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     ensure_broker(settings)
-    from ingest.lake import connect
-    from ingest.services import RunServices
+    from ingest.embedded.catalog import connect_lake
+    from ingest.ops.services import RunServices
 
     try:
         services = RunServices(settings)
@@ -130,15 +130,15 @@ def run(
         _fail(str(error))
     maintenance: threading.Thread | None = None
     if maintain_every:
-        from ingest.maintain import parse_duration, run_periodically
+        from ingest.ops.maintain import parse_duration, run_periodically
 
         try:
             every, older_than = parse_duration(maintain_every), parse_duration(maintain_older_than)
         except ValueError as error:
             _fail(str(error))
         # started last before the try below: its finally stops it (a non-daemon thread would keep us alive)
-        maintenance = run_periodically(lambda: connect(settings), every, older_than, stop)
-    sink = LakeSink.for_lake(lambda: connect(settings), settings.lake)
+        maintenance = run_periodically(lambda: connect_lake(settings), every, older_than, stop)
+    sink = LakeSink.for_lake(lambda: connect_lake(settings), settings.lake)
     outcome = "stopped"
     try:
         services.start()
@@ -184,7 +184,7 @@ def status(
     settings = _settings(target)
     from duckdb import Error as DuckDBError
 
-    from ingest import status as st
+    from ingest.ops import status as st
 
     con = _open_lake(settings)
     try:
@@ -275,7 +275,8 @@ def broker_start(
 ) -> None:
     """Start the embedded broker (in memory: a restart loses every topic) and pre-create the inventory
     topics with `kafka.topic_partitions` partitions (Tansu would auto-create them with 4)."""
-    from ingest.broker import ensure_topics, inventory_topics, topic_prefix_of
+    from ingest.devtools.generator import inventory_topics
+    from ingest.embedded.broker import ensure_topics, topic_prefix_of
 
     settings = _settings(target)
     broker = _broker(target, port)
@@ -353,7 +354,7 @@ def demo(
     """The whole pipeline on embedded parts: broker, generator, ingester, lake, dbt build, printed marts."""
     from rich.console import Console
 
-    from ingest.demo import DemoError, run_demo
+    from ingest.devtools.demo import DemoError, run_demo
 
     configure_logging("text", level=logging.WARNING)
     try:
@@ -379,8 +380,8 @@ def demo_postgres(
     then the marts and the curated tables compared with PostgreSQL (exit 3 if they differ)."""
     from rich.console import Console
 
-    from ingest.demo import DemoError, run_postgres_demo
-    from ingest.postgres_source import SourceError
+    from ingest.devtools.demo import DemoError, run_postgres_demo
+    from ingest.devtools.postgres_source import SourceError
 
     configure_logging("text", level=logging.WARNING)
     signal.signal(signal.SIGTERM, _interrupt)  # so PostgreSQL, Java and the broker are stopped on SIGTERM too
@@ -400,7 +401,7 @@ def produce_corpus(
     topic_prefix: Annotated[str | None, typer.Option(help="replace the topics' first segment")] = None,
 ) -> None:
     """Produce a recorded Debezium corpus variant into the broker, in the connector's emission order."""
-    from ingest.corpus import produce, read_variant
+    from ingest.devtools.corpus import produce, read_variant
 
     settings = _settings(target)
     ensure_broker(settings)
@@ -438,7 +439,7 @@ def generate(
     target: TargetOption = None,
 ) -> None:
     """Produce a synthetic inventory change stream, shaped exactly like Debezium's PostgreSQL connector."""
-    from ingest import generator as gen
+    from ingest.devtools import generator as gen
 
     configure_logging("text")
     settings = _settings(target)
@@ -483,13 +484,13 @@ def scaffold(
     target: TargetOption = None,
 ) -> None:
     """Write dbt models (current state + history), their YAML and tests for staging tables that have none."""
-    from ingest import scaffold as sc
-    from ingest.lake import connect
+    from ingest.embedded.catalog import connect_lake
+    from ingest.ops import scaffold as sc
 
     configure_logging("text", level=logging.WARNING)
     settings = _settings(target)
     project = project_dir or settings.project_dir
-    con = connect(settings)
+    con = connect_lake(settings)
     try:
         tables = sc.read_staging_tables(con, table)
     finally:
@@ -522,9 +523,9 @@ def maintain(
     """Prune offsets, merge small files, expire old snapshots, delete unreferenced files (safe live)."""
     from duckdb import Error as DuckDBError
 
-    from ingest.lake import connect
-    from ingest.maintain import format_report, parse_duration
-    from ingest.maintain import maintain as run_maintenance
+    from ingest.embedded.catalog import connect_lake
+    from ingest.ops.maintain import format_report, parse_duration
+    from ingest.ops.maintain import maintain as run_maintenance
 
     configure_logging(log_format)
     settings = _settings(target)
@@ -533,7 +534,7 @@ def maintain(
     except ValueError as error:
         _fail(str(error))
     try:
-        report = run_maintenance(lambda: connect(settings), age)
+        report = run_maintenance(lambda: connect_lake(settings), age)
     except DuckDBError as error:
         _fail(f"cannot reach the lake: {error}", 2)
     typer.echo(format_report(report))
@@ -550,12 +551,12 @@ app.add_typer(dead_letters_app, name="dead-letters")
 
 
 def _failed_events(target: str | None, include_resolved: bool) -> list[Any]:
-    from ingest.lake import connect
-    from ingest.retry import load_failed
-    from ingest.sink import LakeSink
+    from ingest.core.sink import LakeSink
+    from ingest.embedded.catalog import connect_lake
+    from ingest.ops.retry import load_failed
 
     settings = _settings(target)
-    sink = LakeSink.for_lake(lambda: connect(settings), settings.lake)
+    sink = LakeSink.for_lake(lambda: connect_lake(settings), settings.lake)
     try:
         sink.open()  # creates the bookkeeping tables of an empty lake
         return load_failed(sink.con, include_resolved)
@@ -571,7 +572,7 @@ def dead_letters_list(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
 ) -> None:
     """Open dead letters (did not decode) and quarantined events (schema change of their table)."""
-    from ingest.retry import describe
+    from ingest.ops.retry import describe
 
     configure_logging("text", level=logging.WARNING)
     events = [e for e in _failed_events(target, resolved) if table is None or e.table_name == table]
@@ -600,7 +601,7 @@ def dead_letters_show(
     target: TargetOption = None,
 ) -> None:
     """One event: reason, position, headers, and its raw key and value shown safely."""
-    from ingest.retry import RetryError, describe, parse_id, show_bytes
+    from ingest.ops.retry import RetryError, describe, parse_id, show_bytes
 
     configure_logging("text", level=logging.WARNING)
     try:
@@ -636,14 +637,14 @@ def dead_letters_retry(
     target: TargetOption = None,
 ) -> None:
     """Decode the kept events again and land them, each exactly once (letter resolved in the same commit)."""
-    from ingest.lake import connect
-    from ingest.offsets import StagingReplaced
-    from ingest.retry import Retry, RetryError
+    from ingest.core.offsets import StagingReplaced
+    from ingest.embedded.catalog import connect_lake
+    from ingest.ops.retry import Retry, RetryError
 
     configure_logging("text")
     settings = _settings(target)
     try:
-        result = Retry(settings, lambda: connect(settings)).run(ids or [], table, everything)
+        result = Retry(settings, lambda: connect_lake(settings)).run(ids or [], table, everything)
     except (RetryError, StagingReplaced, LandingError) as error:
         _fail(str(error), 2)
     typer.echo(
@@ -670,14 +671,14 @@ def replay(
     log_format: LogFormat = "text",
 ) -> None:
     """Rebuild staging from Kafka into fresh tables, then switch atomically (ingesters may keep running)."""
-    from ingest.lake import connect
-    from ingest.replay import Replay, ReplayError, parse_from
+    from ingest.embedded.catalog import connect_lake
+    from ingest.ops.replay import Replay, ReplayError, parse_from
 
     configure_logging(log_format)
     settings = _settings(target)
     ensure_broker(settings)
     try:
-        result = Replay(settings, lambda: connect(settings), topics, parse_from(from_)).run()
+        result = Replay(settings, lambda: connect_lake(settings), topics, parse_from(from_)).run()
     except (ReplayError, IngestError, LandingError) as error:
         _fail(str(error), 2)
     typer.echo(

@@ -20,7 +20,7 @@ import orjson
 from confluent_kafka import Message
 from pydantic import ValidationError
 
-from ingest.envelope import (
+from ingest.core.envelope import (
     UNAVAILABLE_VALUE,
     UNAVAILABLE_VALUE_BASE64,
     ChangeEvent,
@@ -28,7 +28,7 @@ from ingest.envelope import (
     LogicalMessage,
     TransactionEvent,
 )
-from ingest.typemap import (
+from ingest.core.typemap import (
     SPECIAL_FLOATS,
     TYPE_CHECK_ONLY_CONVERTERS,
     ColumnType,

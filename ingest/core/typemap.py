@@ -22,7 +22,7 @@ from uuid import UUID
 import orjson
 import pyarrow as pa
 
-from ingest.envelope import ConnectSchema
+from ingest.core.envelope import ConnectSchema
 
 Converter = Callable[[Any], Any]
 MAX_DECIMAL_PRECISION = 38

@@ -6,7 +6,7 @@ decoder's fast path checks (envelope, source and transaction blocks, both row im
 of each (which lists duplicates), and `json_transform_strict` types the fields a staging row needs (a
 number out of its column's range fails the pass); the result is the rows to land plus each row's signature
 (op and types). The signatures are grouped over that result: each distinct one is checked once, in Python,
-by the rules of `ingest.decode._fast_change`, and the first row of each is decoded by the Python decoder
+by the rules of `ingest.core.decode._fast_change`, and the first row of each is decoded by the Python decoder
 itself, which gives the staging schema. A chunk is landed from SQL only when every row passes and every
 check holds; anything else (a dead letter, a TOAST placeholder, a TRUNCATE, a float, a Connect type that
 needs converting, a new column...) sends the whole chunk back to `Decoder.decode`, record by record. So a
@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Message
 
-from ingest.batch import UTC_MS, UTC_US
-from ingest.decode import (
+from ingest.core.batch import UTC_MS, UTC_US
+from ingest.core.decode import (
     CHANGE_OPS,
     PAYLOAD_MARK,
     SCHEMA_PREFIX,
@@ -44,7 +44,7 @@ from ingest.decode import (
     RawRecord,
     to_record,
 )
-from ingest.typemap import TYPE_CHECK_ONLY_CONVERTERS, ColumnType, TableSchema
+from ingest.core.typemap import TYPE_CHECK_ONLY_CONVERTERS, ColumnType, TableSchema
 
 log = logging.getLogger(__name__)
 
@@ -474,7 +474,7 @@ class BulkDecoder:
         return verdict
 
     def _check(self, plan: _Plan, op: str | None, signature: str, message: Message) -> _Verdict:
-        """The rules of `ingest.decode._fast_change` and of a plain row image, on one signature; then the
+        """The rules of `ingest.core.decode._fast_change` and of a plain row image, on one signature; then the
         Python decoder on its first row: every row of the signature has the same keys (the plan's, checked
         in SQL) and JSON types, so the same staging schema."""
         types = plan.split_types(signature)

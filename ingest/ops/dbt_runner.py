@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.config import IngestSettings
-from ingest.dbt_plugin import TRIGGER_ENV, read_run_results, summarize_results
-from ingest.maintain import parse_duration
-from ingest.metrics import IngestMetrics
+from ingest.core.config import IngestSettings
+from ingest.core.metrics import IngestMetrics
+from ingest.ops.dbt_plugin import TRIGGER_ENV, read_run_results, summarize_results
+from ingest.ops.maintain import parse_duration
 
 log = logging.getLogger(__name__)
 

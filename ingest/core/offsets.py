@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from ingest.lake import LAKE
+from ingest.core.lake import LAKE
 
 OFFSETS_TABLE = f"{LAKE}.staging._cdc_offsets"
 OFFSETS_DDL = f"""

@@ -31,8 +31,8 @@ from datetime import timedelta
 
 import duckdb
 
-from ingest.lake import LAKE
-from ingest.offsets import OFFSETS_TABLE
+from ingest.core.lake import LAKE
+from ingest.core.offsets import OFFSETS_TABLE
 
 log = logging.getLogger(__name__)
 

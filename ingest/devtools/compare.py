@@ -106,8 +106,8 @@ def _pg_expression(column: str, pg_type: str) -> str:
 def _duckdb(con: duckdb.DuckDBPyConnection | None) -> duckdb.DuckDBPyConnection:
     if con is not None:
         return con
-    from ingest.config import load_settings
-    from ingest.lake import connection_config, install_extensions
+    from ingest.core.config import load_settings
+    from ingest.core.lake import connection_config, install_extensions
 
     settings = load_settings("dev")
     install_extensions(settings.extension_dir)
