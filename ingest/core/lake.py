@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -47,8 +48,9 @@ def install_extensions(extension_dir: Path) -> None:
     )
     try:
         for name, package in EXTENSIONS.items():
-            module = importlib.import_module(package)
-            source = Path(module.__file__).parent / "extensions" / f"v{version}" / f"{name}.duckdb_extension"
+            module_file = importlib.import_module(package).__file__
+            assert module_file is not None, package  # a regular package, from its wheel
+            source = Path(module_file).parent / "extensions" / f"v{version}" / f"{name}.duckdb_extension"
             con.execute(f"install {quote_literal(str(source))}")
     finally:
         con.close()
@@ -61,12 +63,19 @@ def attach_sql(settings: IngestSettings, dsn: str) -> str:
     )
 
 
-def connection_config(settings: IngestSettings) -> dict[str, str]:
+def connection_config(settings: IngestSettings) -> dict[str, str | bool | int | float | list[str]]:
     return {
         "extension_directory": str(settings.extension_dir),
         "autoinstall_known_extensions": "false",
         "autoload_known_extensions": "true",
     }
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    """The one value of a query that returns one row (an aggregate)."""
+    row = con.execute(sql).fetchone()
+    assert row is not None, sql  # an aggregate without group by always returns a row
+    return row[0]
 
 
 def connect(settings: IngestSettings, dsn: str) -> duckdb.DuckDBPyConnection:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from ingest.core.lake import LAKE
+from ingest.core.lake import LAKE, scalar
 
 OFFSETS_TABLE = f"{LAKE}.staging._cdc_offsets"
 OFFSETS_DDL = f"""
@@ -35,7 +35,7 @@ def load_positions(con: duckdb.DuckDBPyConnection, table: str = OFFSETS_TABLE) -
 
 
 def last_batch_id(con: duckdb.DuckDBPyConnection, table: str = OFFSETS_TABLE) -> int:
-    return con.execute(f"select coalesce(max(batch_id), 0) from {table}").fetchone()[0]
+    return int(scalar(con, f"select coalesce(max(batch_id), 0) from {table}"))
 
 
 def positions_arrow(positions: Mapping[tuple[str, int], int], batch_id: int) -> pa.Table:

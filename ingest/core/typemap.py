@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 from uuid import UUID
 
 import orjson
@@ -253,10 +253,18 @@ def _source_type(schema: ConnectSchema) -> str:
     return text
 
 
+class _Common(TypedDict):
+    """The fields every column type of a Connect field shares."""
+
+    name: str
+    source_type: str
+    optional: bool
+
+
 def from_connect(name: str, schema: ConnectSchema) -> ColumnType:
     """The column type of one field of a Connect `Value` struct."""
     source_type = _source_type(schema)
-    common = {"name": name, "source_type": source_type, "optional": schema.optional}
+    common = _Common(name=name, source_type=source_type, optional=schema.optional)
     semantic = schema.name or ""
     params = schema.parameters or {}
 
@@ -264,11 +272,11 @@ def from_connect(name: str, schema: ConnectSchema) -> ColumnType:
         scale = int(params.get("scale", "0"))
         precision = int(params.get("connect.decimal.precision", str(MAX_DECIMAL_PRECISION)))
         if precision > MAX_DECIMAL_PRECISION or scale > precision:
-            convert = decimal_converter(scale)
+            to_decimal = decimal_converter(scale)
             return ColumnType(
                 duckdb_type="VARCHAR",
                 arrow_type=pa.string(),
-                convert=lambda v: format(convert(v), "f"),
+                convert=lambda v: format(to_decimal(v), "f"),
                 **common,
             )
         return ColumnType(
@@ -290,7 +298,7 @@ def from_connect(name: str, schema: ConnectSchema) -> ColumnType:
             duckdb_type="BIGINT",
             arrow_type=pa.int64(),
             convert=checked_int(64),
-            **{**common, "source_type": f"{source_type} in {_DURATIONS[semantic]}"},
+            **(common | {"source_type": f"{source_type} in {_DURATIONS[semantic]}"}),
         )
     if semantic == "io.debezium.time.ZonedTimestamp":
         return ColumnType(
