@@ -51,11 +51,11 @@ def ingest_throughput(report: dict) -> list[str]:
     ]
     results = report["results"].values()
     start_up_column = any("ratio_with_start_up" in r for r in results)
-    if start_up_column:  # since session 6: landed is timed from the first records, as raw is
+    if start_up_column:  # results since fc2a2b3: landed is timed from the first records, as raw is
         lines[-2] += " landed / raw, the ingester's start-up included |"
         lines[-1] += "---|"
     python_column = any("ratio_python_decoding" in r for r in results)
-    if python_column:  # since session 5: the same run also lands with every record decoded in Python
+    if python_column:  # results since 4403934: the same run also lands with every record decoded in Python
         lines[-2] += " landed, Python decoding only (events/s) | its landed / raw |"
         lines[-1] += "---|---|"
     for mode, r in report["results"].items():
@@ -73,9 +73,9 @@ def ingest_throughput(report: dict) -> list[str]:
     if start_up_column:
         lines += [
             "",
-            "Both rates are timed from the first records read (before session 6 the landed rate counted the "
-            "ingester's start-up: consumer, assignment, positions read from the lake; that figure is the "
-            "extra column).",
+            "Both rates are timed from the first records read; the extra column counts the ingester's "
+            "start-up (consumer, assignment, positions read from the lake) in the landed time, as results "
+            "before 2026-11-21 20:18 UTC (fc2a2b3) did.",
         ]
     return lines
 
