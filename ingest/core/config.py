@@ -21,6 +21,8 @@ ENV_PREFIX = "INGEST_"
 SECRET_KEY_PATTERN = re.compile(r"(password|secret|token|private|credential|sasl\.oauthbearer\.config)", re.I)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 REDACTED = "***"
+# INGEST_* variables that are not keys of ingest.yml: the target to load, the CLI's --debug
+NOT_SETTINGS = frozenset({"INGEST_TARGET", "INGEST_DEBUG"})
 
 
 class ConfigError(ValueError):
@@ -176,7 +178,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     {kafka: {client: {sasl.password: ...}}} (librdkafka keys use dots where the variable has underscores)."""
     tree: dict[str, Any] = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == "INGEST_TARGET":
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
             continue
         parts = name[len(ENV_PREFIX) :].lower().split("__")
         if parts[0] == "kafka" and len(parts) == 2 and parts[1] not in KafkaSettings.model_fields:
