@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from ingest.cli.errors import DEBUG_ENV, IngestTyper, debug_enabled, set_debug
+from ingest.cli.errors import DEBUG_ENV, IngestTyper, debug_enabled, lake_hint, one_line, set_debug
 from ingest.core.config import IngestSettings, load_settings
 from ingest.core.logs import configure_logging, scrub
 from ingest.embedded.broker import EmbeddedBroker, parse_bootstrap
@@ -50,7 +50,7 @@ def settings_for(target: str | None, **overrides: Any) -> IngestSettings:
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Stop the command with one line on stderr (errors from libraries can carry passwords: scrubbed)."""
-    typer.secho(f"error: {scrub(message)}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {scrub(one_line(message))}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
@@ -63,7 +63,7 @@ def open_lake(settings: IngestSettings) -> duckdb.DuckDBPyConnection:
     try:
         return connect_lake(settings)
     except DuckDBError as error:
-        fail(f"cannot open the lake: {error}")
+        fail(f"cannot open the lake: {error}{lake_hint(error)}")
 
 
 def ensure_broker(settings: IngestSettings) -> None:

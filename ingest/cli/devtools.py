@@ -71,6 +71,8 @@ def produce_corpus(
     """Produce a recorded Debezium corpus variant into the broker, in the connector's emission order."""
     from ingest.devtools.corpus import produce, read_variant
 
+    if not any(variant.glob("*.jsonl")):
+        fail(f"no *.jsonl files in {variant}: give a variant folder of the Debezium corpus")
     settings = settings_for(target)
     ensure_broker(settings)
     count = produce(read_variant(variant, topic_prefix), settings.kafka.client)

@@ -44,7 +44,10 @@ def broker_start(
     topics = inventory_topics(topic_prefix or topic_prefix_of(settings.topics))
     partitions = settings.kafka.topic_partitions
     ensure_topics({"bootstrap.servers": broker.bootstrap_servers}, topics, partitions)
-    typer.echo(f"broker running on 127.0.0.1:{status.port} (pid {status.pid}, log {status.log_file})")
+    if status.pid is None:
+        typer.echo(f"a Kafka broker not started by ingest listens on {broker.bootstrap_servers}: using it")
+    else:
+        typer.echo(f"broker running on 127.0.0.1:{status.port} (pid {status.pid}, log {status.log_file})")
     typer.echo(f"topics ({partitions} partition{'s' if partitions > 1 else ''}): {', '.join(topics)}")
 
 

@@ -34,20 +34,31 @@ def debug_enabled() -> bool:
     return _debug or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """Messages from libraries span lines (DuckDB, pydantic); a failure is one line."""
     return " ".join(text.split())
+
+
+def lake_hint(error: Exception) -> str:
+    """What to do about a lake error that means the catalog PostgreSQL cannot be reached ('' otherwise)."""
+    from ingest.core.sink import catalog_unreachable
+
+    if catalog_unreachable(error):
+        return " (is the catalog PostgreSQL up, and lake.catalog / INGEST_LAKE__CATALOG right?)"
+    return ""
 
 
 def describe(error: BaseException) -> str:
     """The one line a user sees for an exception that reached the top of the command line."""
-    message = _one_line(str(error))
-    module = type(error).__module__
+    message = one_line(str(error))
     # The project's own errors are written for users: their message says what to change.
-    if module.split(".")[0] == "ingest":
+    if type(error).__module__.split(".")[0] == "ingest":
         return message or type(error).__name__
-    if module.split(".")[0] == "duckdb":
-        return f"the lake: {message}"
-    if module.split(".")[0] == "confluent_kafka" or type(error).__name__ == "KafkaException":
+    # a library's errors can only be raised once it is imported: no import here just to compare
+    duckdb, kafka = sys.modules.get("duckdb"), sys.modules.get("confluent_kafka")
+    if duckdb is not None and isinstance(error, duckdb.Error):
+        return f"the lake: {message}{lake_hint(error)}"
+    if kafka is not None and isinstance(error, kafka.KafkaException):
         return f"Kafka: {message} (is kafka.bootstrap_servers right and the broker up?)"
     if isinstance(error, OSError):
         return message or type(error).__name__

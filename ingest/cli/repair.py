@@ -9,7 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
-from ingest.cli.app import LogFormat, TargetOption, app, ensure_broker, fail, settings_for, setup_logging
+from ingest.cli.app import (
+    LogFormat,
+    TargetOption,
+    app,
+    ensure_broker,
+    fail,
+    open_lake,
+    settings_for,
+    setup_logging,
+)
 from ingest.core.consumer import IngestError
 from ingest.core.sink import LandingError
 
@@ -27,6 +36,7 @@ def _failed_events(target: str | None, include_resolved: bool) -> list[Any]:
     from ingest.ops.retry import load_failed
 
     settings = settings_for(target)
+    open_lake(settings).close()  # fail at once on a catalog that is not there (the sink would wait for it)
     sink = LakeSink.for_lake(lambda: connect_lake(settings), settings.lake)
     try:
         sink.open()  # creates the bookkeeping tables of an empty lake
@@ -114,6 +124,7 @@ def dead_letters_retry(
 
     setup_logging("text")
     settings = settings_for(target)
+    open_lake(settings).close()  # fail at once on a catalog that is not there (the sink would wait for it)
     try:
         result = Retry(settings, lambda: connect_lake(settings)).run(ids or [], table, everything)
     except (RetryError, StagingReplaced, LandingError) as error:
@@ -147,9 +158,10 @@ def replay(
 
     setup_logging(log_format)
     settings = settings_for(target)
-    ensure_broker(settings)
     try:
-        result = Replay(settings, lambda: connect_lake(settings), topics, parse_from(from_)).run()
+        since = parse_from(from_)  # before starting a broker for nothing
+        ensure_broker(settings)
+        result = Replay(settings, lambda: connect_lake(settings), topics, since).run()
     except (ReplayError, IngestError, LandingError) as error:
         fail(str(error), 2)
     typer.echo(

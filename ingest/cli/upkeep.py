@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from ingest.cli.app import LogFormat, TargetOption, app, fail, settings_for, setup_logging
+from ingest.cli.app import LogFormat, TargetOption, app, fail, open_lake, settings_for, setup_logging
+from ingest.cli.errors import lake_hint
 
 
 @app.command()
@@ -22,13 +23,12 @@ def scaffold(
     target: TargetOption = None,
 ) -> None:
     """Write dbt models (current state + history), their YAML and tests for staging tables that have none."""
-    from ingest.embedded.catalog import connect_lake
     from ingest.ops import scaffold as sc
 
     setup_logging("text", level=logging.WARNING)
     settings = settings_for(target)
     project = project_dir or settings.project_dir
-    con = connect_lake(settings)
+    con = open_lake(settings)
     try:
         tables = sc.read_staging_tables(con, table)
     finally:
@@ -73,7 +73,7 @@ def maintain(
     try:
         report = run_maintenance(lambda: connect_lake(settings), age)
     except DuckDBError as error:
-        fail(f"cannot reach the lake: {error}", 2)
+        fail(f"cannot reach the lake: {error}{lake_hint(error)}", 2)
     typer.echo(format_report(report))
     if report.failed:
         fail(f"steps left for the next run: {', '.join(report.failed)}", 3)
