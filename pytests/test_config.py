@@ -126,3 +126,26 @@ def test_the_writer_connection_uses_the_configured_duckdb_threads():
             assert sink.con.execute("select current_setting('threads')").fetchone()[0] == threads
         finally:
             sink.close()
+
+
+def test_a_misspelt_environment_variable_is_an_error_not_ignored():
+    """pydantic-settings skips variables that name no setting; a typo fails as a misspelt YAML key does."""
+    with pytest.raises(ConfigError, match="batchh"):
+        load_settings("dev", project_dir=REPO, environ={"INGEST_BATCHH__MAX_EVENTS": "5"})
+    with pytest.raises(ConfigError, match=r"batch\.max_event:"):
+        load_settings("dev", project_dir=REPO, environ={"INGEST_BATCH__MAX_EVENT": "5"})
+
+
+def test_a_bad_value_is_one_line_naming_the_key_and_hiding_a_secret():
+    with pytest.raises(ConfigError) as bad:
+        load_settings("dev", project_dir=REPO, environ={"INGEST_BATCH__MAX_EVENTS": "many"})
+    assert "\n" not in str(bad.value) and "batch.max_events" in str(bad.value) and "'many'" in str(bad.value)
+    with pytest.raises(ConfigError, match="INGEST_<SECTION>__<KEY>"):
+        load_settings("dev", project_dir=REPO, environ={"INGEST_KAFKA": "x"})
+
+
+def test_the_environment_wins_over_yaml_and_the_command_line_over_both():
+    env = {"INGEST_TOPICS": "^env\\.", "INGEST_KAFKA__BOOTSTRAP_SERVERS": "env:1", "INGEST_TARGET": "dev"}
+    settings = load_settings("dev", project_dir=REPO, environ=env, overrides={"topics": "^cli\\."})
+    assert settings.topics == "^cli\\." and settings.kafka.client["bootstrap.servers"] == "env:1"
+    assert settings.kafka.client["session.timeout.ms"] == "6000"  # YAML keys the environment leaves alone

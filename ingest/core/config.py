@@ -1,6 +1,7 @@
 """Ingester configuration: `profiles/ingest.yml`, one section per target, overridable from the environment.
 
-Precedence (last wins): the YAML section of the target, then `INGEST_*` environment variables.
+Precedence (last wins): the YAML section of the target, then `INGEST_*` environment variables (read by
+pydantic-settings), then the command line's options.
 `${VAR}` and `${VAR:-default}` in YAML values are expanded from the environment. Secrets (any key that
 names a password, secret, token or private key) may only come from the environment: a literal secret in
 the YAML file is refused, so nobody commits one by accident.
@@ -15,12 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import EnvSettingsSource, SettingsError
 
 ENV_PREFIX = "INGEST_"
 SECRET_KEY_PATTERN = re.compile(r"(password|secret|token|private|credential|sasl\.oauthbearer\.config)", re.I)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 REDACTED = "***"
+# INGEST_* variables that are not keys of ingest.yml: the target to load, the CLI's --debug
+NOT_SETTINGS = frozenset({"INGEST_TARGET", "INGEST_DEBUG"})
 
 
 class ConfigError(ValueError):
@@ -74,6 +78,8 @@ class KafkaSettings(BaseModel):
 
 
 class IngestSettings(BaseModel):
+    # Not a pydantic-settings BaseSettings: that reads os.environ on every validation (model_validate too),
+    # and `load_settings` reads the environment it is given (tests, the dbt plugin pass their own).
     model_config = ConfigDict(extra="forbid")
     target: str = "dev"
     project_dir: Path = Field(default_factory=Path.cwd)
@@ -171,21 +177,36 @@ def refuse_literal_secrets(tree: Any, path: str = "") -> None:
             refuse_literal_secrets(value, here)
 
 
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' reading of INGEST_* variables, from a given mapping instead of os.environ."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        # INGEST_<KEY>, INGEST_<SECTION>__<KEY>, any case
+        super().__init__(
+            IngestSettings,  # type: ignore[arg-type]  # only its fields are read
+            case_sensitive=False,
+            env_prefix=ENV_PREFIX,
+            env_nested_delimiter="__",
+        )
+        self.env_vars = {name.lower(): value for name, value in environ.items()}  # case-insensitive names
+
+
 def env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """`INGEST_BATCH__MAX_EVENTS=5` -> {batch: {max_events: 5}}; `INGEST_KAFKA__SASL_PASSWORD` ->
     {kafka: {client: {sasl.password: ...}}} (librdkafka keys use dots where the variable has underscores)."""
-    tree: dict[str, Any] = {}
+    tree = _Environment(environ)()
+    kafka = tree.get("kafka")
+    if isinstance(kafka, dict):
+        for key in [k for k in kafka if k not in KafkaSettings.model_fields]:
+            client = kafka.setdefault("client", {})
+            client[key.replace("_", ".")] = kafka.pop(key)
+    # pydantic-settings passes over variables that name no setting; a typo must fail as one in YAML does
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == "INGEST_TARGET":
-            continue
-        parts = name[len(ENV_PREFIX) :].lower().split("__")
-        if parts[0] == "kafka" and len(parts) == 2 and parts[1] not in KafkaSettings.model_fields:
-            tree.setdefault("kafka", {}).setdefault("client", {})[parts[1].replace("_", ".")] = value
-            continue
-        node = tree
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        key = name[len(ENV_PREFIX) :].lower()
+        named = name.upper().startswith(ENV_PREFIX) and name.upper() not in NOT_SETTINGS
+        if named and key.split("__")[0] not in IngestSettings.model_fields:
+            tree[key] = value
+    tree.pop("target", None)  # INGEST_TARGET chooses the YAML section; it is not a value to merge
     return tree
 
 
@@ -217,13 +238,27 @@ def load_settings(
             raise ConfigError(f"target '{target}' is not in {config_file} (targets: {', '.join(document)})")
         raw = document[target] or {}
     refuse_literal_secrets(raw)
-    tree = deep_merge(expand_env(raw, environ), env_overrides(environ))
+    try:
+        from_environment = env_overrides(environ)
+    except SettingsError as error:  # e.g. INGEST_KAFKA=x: a section is not one value
+        raise ConfigError(f"{error} (set INGEST_<SECTION>__<KEY> variables)") from error
+    tree = deep_merge(expand_env(raw, environ), from_environment)
     tree = deep_merge(tree, overrides or {})
     tree.update(target=target, project_dir=project)
     try:
         return IngestSettings.model_validate(tree)
-    except ValueError as error:
-        raise ConfigError(f"{config_file} (target {target}): {error}") from error
+    except ValidationError as error:
+        raise ConfigError(f"{config_file} (target {target}): {_problems(error)}") from error
+
+
+def _problems(error: ValidationError) -> str:
+    """`batch.max_events: Input should be a valid integer (got 'x')`, one per problem, on one line."""
+    problems = []
+    for problem in error.errors(include_url=False):
+        where = ".".join(str(p) for p in problem["loc"]) or "settings"
+        shown = REDACTED if SECRET_KEY_PATTERN.search(where) else repr(problem["input"])
+        problems.append(f"{where}: {problem['msg']} (got {shown})")
+    return "; ".join(problems)
 
 
 def redact(tree: Any) -> Any:

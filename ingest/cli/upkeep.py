@@ -1,0 +1,79 @@
+"""`ingest scaffold` and `ingest maintain`: keeping the dbt project and the lake in shape."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ingest.cli.app import LogFormat, TargetOption, app, fail, open_lake, settings_for, setup_logging
+from ingest.cli.errors import lake_hint
+
+
+@app.command()
+def scaffold(
+    table: Annotated[
+        str | None, typer.Option("--table", help="only this source table, SCHEMA.TABLE (default: all)")
+    ] = None,
+    project_dir: Annotated[
+        Path | None, typer.Option(help="the dbt project to write into (default: this project)")
+    ] = None,
+    target: TargetOption = None,
+) -> None:
+    """Write dbt models (current state + history), their YAML and tests for staging tables that have none."""
+    from ingest.ops import scaffold as sc
+
+    setup_logging("text", level=logging.WARNING)
+    settings = settings_for(target)
+    project = project_dir or settings.project_dir
+    con = open_lake(settings)
+    try:
+        tables = sc.read_staging_tables(con, table)
+    finally:
+        con.close()
+    if table is not None and not tables:
+        fail(f'no staging table for {table} (see `ingest sql "select * from staging._cdc_tables"`)')
+    plans, skipped = sc.plan_project(project, tables)
+    for name in skipped:
+        typer.echo(f"{name}: has models already, left alone")
+    for plan in plans:
+        for path in sc.write_plan(project, plan):
+            typer.echo(f"wrote {path}")
+        for note in plan.notes:
+            typer.secho(f"note: {note}", fg=typer.colors.YELLOW)
+    if plans:
+        typer.echo("next: dbt build -s " + " ".join(f"+{p.table.table_name}__history+" for p in plans))
+    elif not skipped:
+        typer.echo("no staging tables yet: run the ingester first")
+
+
+@app.command()
+def maintain(
+    target: TargetOption = None,
+    older_than: Annotated[
+        str, typer.Option(help="expire snapshots older than this (30s, 15m, 1h, 7d); their files are deleted")
+    ] = "1h",
+    log_format: LogFormat = "text",
+) -> None:
+    """Prune offsets, merge small files, expire old snapshots, delete unreferenced files (safe live)."""
+    from duckdb import Error as DuckDBError
+
+    from ingest.embedded.catalog import connect_lake
+    from ingest.ops.maintain import format_report, parse_duration
+    from ingest.ops.maintain import maintain as run_maintenance
+
+    setup_logging(log_format)
+    settings = settings_for(target)
+    try:
+        age = parse_duration(older_than)
+    except ValueError as error:
+        fail(str(error))
+    try:
+        report = run_maintenance(lambda: connect_lake(settings), age)
+    except DuckDBError as error:
+        fail(f"cannot reach the lake: {error}{lake_hint(error)}", 2)
+    typer.echo(format_report(report))
+    if report.failed:
+        fail(f"steps left for the next run: {', '.join(report.failed)}", 3)
