@@ -281,10 +281,12 @@ class Ingester:
                 read.python.append(message)
         for topic, chunk in chunks.items():
             kind = self.decoder.topic_kind(topic)
-            if self.bulk is None or self._decoding is None or kind.kind != "data" or kind.table is None:
+            if kind.kind != "data" or kind.table is None:
                 read.python.extend(chunk)
-            else:
-                read.chunks.append((chunk, self._decoding.submit(self.bulk.parse, topic, kind.table, chunk)))
+                continue
+            # Chunks are gathered only with SQL decoding, whose thread exists exactly then.
+            assert self.bulk is not None and self._decoding is not None
+            read.chunks.append((chunk, self._decoding.submit(self.bulk.parse, topic, kind.table, chunk)))
         return read
 
     def _apply(self, batch: Batch, read: _Read) -> None:
