@@ -23,6 +23,7 @@ from ingest.core.batch import Batch
 from ingest.core.config import IngestSettings
 from ingest.core.decode import DeadLetter, Decoder, to_record
 from ingest.core.decode_sql import BulkDecoder, BulkRows
+from ingest.core.flush import Flush, FlushPolicy, FlushState
 from ingest.core.logs import OffsetRuns, event_fields, event_ref
 from ingest.core.metrics import IngestMetrics
 from ingest.core.offsets import Positions, StagingReplaced
@@ -32,8 +33,6 @@ log = logging.getLogger(__name__)
 
 METADATA_REFRESH_S = 10.0
 LOG_END_CHECK_S = 1.0
-CONSUME_CHUNK = 5_000
-WRITER_BUSY_POLL_S = 0.02
 
 
 class IngestError(RuntimeError):
@@ -94,6 +93,16 @@ class _Read:
         return len(self.python) + sum(len(chunk) for chunk, _ in self.chunks)
 
 
+@dataclass
+class _InHand:
+    """What the loop holds that is not handed to the writer yet: the open batch, the last consume() call's
+    records (in flight) and when the batch was opened."""
+
+    batch: Batch
+    reading: _Read = field(default_factory=_Read)
+    opened_at: float | None = None  # time.monotonic() of the consume() call that read its first records
+
+
 class Ingester:
     def __init__(
         self,
@@ -150,7 +159,6 @@ class Ingester:
                     "no topic matches %r on %s", self.settings.topics, self.settings.kafka.bootstrap_servers
                 )
             self._loop(until_caught_up, stop)
-            self._finish_landing()
         finally:
             if self._landing is not None:  # the loop failed: let the write in flight end before closing
                 self._landing[0].exception()
@@ -167,62 +175,40 @@ class Ingester:
         return self.stats
 
     def _loop(self, until_caught_up: bool, stop: threading.Event) -> None:
+        """Consume, decode, add to the batch, ask the flush policy, land; return once all read has landed."""
         assert self._consumer is not None
-        max_events = self.settings.batch.max_events
-        max_s = self.settings.batch.max_ms / 1000
-        batch = Batch(self._next_batch_id)
-        opened_at: float | None = None  # of the batch the records read so far go to
-        # The last call's records: their chunks decode in SQL while the next consume() call waits for
-        # records, and they join the batch before anything read after them (positions never skip).
-        reading: _Read | None = None
+        policy = FlushPolicy.of(self.settings.batch, until_caught_up)
+        hand = _InHand(Batch(self._next_batch_id))
         at_eof: set[tuple[str, int]] = set()
         next_refresh = time.monotonic() + METADATA_REFRESH_S
         next_log_end_check = time.monotonic() + LOG_END_CHECK_S
         while True:
-            in_hand = batch.size + (reading.count if reading is not None else 0)
-            count, timeout = self._next_consume(in_hand, opened_at)
-            # consume() blocks until it has the count or the timeout: a batch opened by what it returns is
-            # dated from the call, or its first event waits up to twice max_ms (measured: 1 s at 1,000/s).
             polled_at = time.monotonic()
-            messages = self._consumer.consume(count, timeout=timeout)
+            ask = policy.next_read(self._flush_state(hand, polled_at))
+            messages = self._consumer.consume(ask.count, timeout=ask.timeout_s)
             if messages and self.stats.first_read_at is None:
                 self.stats.first_read_at = time.monotonic()
-            if reading is not None:
-                self._apply(batch, reading)
-            reading = self._read(messages, at_eof)
-            if reading.count and opened_at is None:
-                opened_at = polled_at
+            # The last call's records join the batch before anything read after them (positions never skip).
+            self._apply(hand.batch, hand.reading)
+            hand.reading = self._read(messages, at_eof)
+            if hand.reading.count and hand.opened_at is None:
+                hand.opened_at = polled_at  # dated from the call (see FlushState.age_s)
             now = time.monotonic()
-            caught_up = self.assigned <= at_eof
-            finishing = stop.is_set() or (until_caught_up and caught_up)
-            # Flush policy: at max_events, or at max_ms once the writer is free. Closing a batch while the
-            # one before it still lands would only queue it, and small batches cap the rate at
-            # batch size / commit time: under load the batch grows (up to max_events) instead.
-            writer_busy = self._landing is not None and not self._landing[0].done()
-            aged = opened_at is not None and now - opened_at >= max_s and not writer_busy
-            if (finishing or aged) and batch.size + reading.count <= max_events:
-                self._apply(batch, reading)  # what was read lands now
-            if not batch.empty and (batch.size >= max_events or aged or finishing):
-                reading = self._land_or_drop(batch, reading, at_eof)
-                batch = Batch(self._next_batch_id)
-                if finishing and reading.count:  # what did not fit in that batch lands in one of its own
-                    self._apply(batch, reading)
-                    reading = self._land_or_drop(batch, reading, at_eof)
-                    batch = Batch(self._next_batch_id)
-                opened_at = polled_at if reading.count else None
-            if finishing and batch.empty and not reading.count:
-                if not self._finish_landing() and not stop.is_set():
-                    at_eof.clear()  # staging was switched: re-read from the new positions
-                    continue
+            flush = policy.decide(self._flush_state(hand, now, stop.is_set(), self.assigned <= at_eof))
+            try:
+                self._flush(flush, hand, polled_at)
+                # Wait for the last batch when finishing; else account for one that has landed meanwhile.
+                if flush.stops or not self._writer_busy():
+                    self._finish_landing()
+                finished = flush.stops
+            except StagingReplaced as replaced:
+                self._restart_on_switch(replaced, hand, at_eof)
+                # Nothing is in hand now: a stop ends the run; caught up or not is known only on re-reading.
+                finished = stop.is_set()
+            if finished:
                 self._log_dropped()
                 self._report_lag()
                 return
-            if self._landing is not None and self._landing[0].done() and not self._finish_landing():
-                # staging was switched: what was read after the dropped batch is dropped too
-                at_eof.clear()
-                reading = self._drop(reading)
-                batch = Batch(self._next_batch_id)
-                opened_at = None
             if now >= next_log_end_check:
                 self._check_log_ends()
                 self._report_lag()
@@ -232,27 +218,44 @@ class Ingester:
                 self._refresh_assignment()
                 next_refresh = now + METADATA_REFRESH_S
 
-    def _land_or_drop(self, batch: Batch, reading: _Read, at_eof: set[tuple[str, int]]) -> _Read:
-        """Hand `batch` to the writer; what is still to be read, or nothing if staging was switched (then
-        what was read after the dropped batch is dropped too, and read again from the new positions)."""
-        if self._land(batch):
-            return reading
-        at_eof.clear()
-        return self._drop(reading)
+    def _flush_state(
+        self, hand: _InHand, now: float, stop_requested: bool = False, caught_up: bool = False
+    ) -> FlushState:
+        return FlushState(
+            batch=hand.batch.size,
+            in_flight=hand.reading.count,
+            age_s=None if hand.opened_at is None else now - hand.opened_at,
+            writer_busy=self._writer_busy(),
+            stop_requested=stop_requested,
+            caught_up=caught_up,
+        )
 
-    def _next_consume(self, in_hand: int, opened_at: float | None) -> tuple[int, float]:
-        """Count and timeout of the next consume() call, given `in_hand` records read for the batch opened
-        at `opened_at`: its records go to that batch, or to the next one when it is full."""
-        max_events = self.settings.batch.max_events
-        max_s = self.settings.batch.max_ms / 1000
-        if in_hand >= max_events:  # the batch lands once the last call's records are in: take what is here
-            return min(CONSUME_CHUNK, max_events), 0.0
-        wait = max_s if opened_at is None else max(0.0, opened_at + max_s - time.monotonic())
-        # While the previous batch is still landing, an open batch keeps growing instead of queueing behind
-        # it (see `aged` in _loop); poll in short steps meanwhile rather than spin.
-        if self._landing is not None and not self._landing[0].done():
-            wait = max(wait, WRITER_BUSY_POLL_S)
-        return min(CONSUME_CHUNK, max_events - in_hand), min(wait, 0.5)
+    def _flush(self, flush: Flush, hand: _InHand, polled_at: float) -> None:
+        """Do what the policy decided with what is in hand (StagingReplaced: see _restart_on_switch)."""
+        if flush.joins:
+            self._apply(hand.batch, hand.reading)
+        if not flush.lands:
+            return
+        self._land(hand)
+        if flush.stops and hand.reading.count:  # what did not fit in that batch lands in one of its own
+            self._apply(hand.batch, hand.reading)
+            self._land(hand)
+        # Records still in flight were read by the last call: they open the next batch.
+        hand.opened_at = polled_at if hand.reading.count else None
+
+    def _restart_on_switch(
+        self, replaced: StagingReplaced, hand: _InHand, at_eof: set[tuple[str, int]]
+    ) -> None:
+        """Staging was switched under this ingester (`ingest replay`): the batch in flight was dropped, so is
+        everything read after it; all of it is read again from the lake's new positions."""
+        self._resync(replaced)
+        self._drop(hand.reading)
+        hand.batch, hand.reading, hand.opened_at = Batch(self._next_batch_id), _Read(), None
+        at_eof.clear()
+
+    def _writer_busy(self) -> bool:
+        """The previous batch is still landing."""
+        return self._landing is not None and not self._landing[0].done()
 
     def _read(self, messages: list[Message], at_eof: set[tuple[str, int]]) -> _Read:
         """Sort one consume() call's records: end-of-partition events and errors are handled here, records
@@ -281,10 +284,12 @@ class Ingester:
                 read.python.append(message)
         for topic, chunk in chunks.items():
             kind = self.decoder.topic_kind(topic)
-            if self.bulk is None or self._decoding is None or kind.kind != "data" or kind.table is None:
+            if kind.kind != "data" or kind.table is None:
                 read.python.extend(chunk)
-            else:
-                read.chunks.append((chunk, self._decoding.submit(self.bulk.parse, topic, kind.table, chunk)))
+                continue
+            # Chunks are gathered only with SQL decoding, whose thread exists exactly then.
+            assert self.bulk is not None and self._decoding is not None
+            read.chunks.append((chunk, self._decoding.submit(self.bulk.parse, topic, kind.table, chunk)))
         return read
 
     def _apply(self, batch: Batch, read: _Read) -> None:
@@ -302,11 +307,10 @@ class Ingester:
         read.python, read.chunks = [], []
 
     @staticmethod
-    def _drop(read: _Read) -> _Read:
+    def _drop(read: _Read) -> None:
         """Drop what was read after a dropped batch (staging was switched): it is read again."""
         for _, parsed in read.chunks:
             parsed.exception()  # let its decoding end
-        return _Read()
 
     def _decode_into(self, batch: Batch, message: Message) -> None:
         decoded = self.decoder.decode(to_record(message))
@@ -320,33 +324,31 @@ class Ingester:
             )
         batch.add(decoded)
 
-    def _land(self, batch: Batch) -> bool:
-        """Hand `batch` to the writer thread, once the batch before it has landed. False if staging was
-        switched meanwhile (`ingest replay`): then `batch`, read after the dropped one, is dropped too."""
+    def _land(self, hand: _InHand) -> None:
+        """Hand the open batch (if any) to the writer thread once the batch before it has landed, and open
+        the next. StagingReplaced if staging was switched meanwhile (`ingest replay`)."""
         assert self._writer is not None
-        if not self._finish_landing():
-            return False
+        if hand.batch.empty:
+            return
+        self._finish_landing()
+        batch = hand.batch
         self._next_batch_id = batch.batch_id + 1
         self._landing = (self._writer.submit(self._write, batch), batch)
-        return True
+        hand.batch = Batch(self._next_batch_id)
 
     def _write(self, batch: Batch) -> float:
         started = time.monotonic()
         self.sink.write(batch)
         return time.monotonic() - started
 
-    def _finish_landing(self) -> bool:
-        """Wait for the batch in flight (re-raising its failure) and account for it. False if staging was
-        switched: the batch was dropped and the ingester resynced to the lake's positions."""
+    def _finish_landing(self) -> None:
+        """Wait for the batch in flight (re-raising its failure, StagingReplaced if staging was switched:
+        then nothing of it landed) and account for it."""
         if self._landing is None:
-            return True
+            return
         future, batch = self._landing
         self._landing = None
-        try:
-            elapsed = future.result()
-        except StagingReplaced as replaced:
-            self._resync(replaced)
-            return False
+        elapsed = future.result()
         self.positions.update(batch.next_offsets)
         self._commit_to_broker(batch)
         self.stats.batches += 1
@@ -377,7 +379,6 @@ class Ingester:
             )
         if self.on_batch is not None:
             self.on_batch(batch, elapsed)
-        return True
 
     def _resync(self, replaced: StagingReplaced) -> None:
         """Staging was switched by `ingest replay` (or is paused for it): drop the batch in hand, wait
