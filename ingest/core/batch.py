@@ -7,12 +7,14 @@ segment, so the sink can evolve the table between two inserts of the same transa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
 
+from ingest.core import contract
 from ingest.core.decode import (
     ChangeRow,
     DeadLetter,
@@ -26,9 +28,6 @@ from ingest.core.typemap import ColumnType, TableSchema
 
 if TYPE_CHECKING:
     from ingest.core.decode_sql import BulkRows
-
-UTC_US = pa.timestamp("us", tz="UTC")
-UTC_MS = pa.timestamp("ms", tz="UTC")
 
 
 @dataclass
@@ -181,18 +180,27 @@ def split_unbuildable_rows(segment: Segment, batch_id: int) -> tuple[Segment, li
     return kept, bad
 
 
+# The decoded metadata of a Python-decoded row, per contract column (`contract.DECODED_METADATA`).
+_METADATA_VALUES: dict[str, Callable[[list[ChangeRow]], list[Any]]] = {
+    "_cdc_op": lambda rows: [r.op for r in rows],
+    "_cdc_deleted": lambda rows: [r.op == "d" for r in rows],
+    "_cdc_source_ts": lambda rows: [r.source_ts_us for r in rows],
+    "_cdc_lsn": lambda rows: [r.lsn for r in rows],
+    "_cdc_tx_id": lambda rows: [r.tx_id for r in rows],
+    "_cdc_snapshot": lambda rows: [r.snapshot for r in rows],
+    "_cdc_unavailable_columns": lambda rows: [r.unavailable for r in rows],
+    "_kafka_topic": lambda rows: [r.record.topic for r in rows],
+    "_kafka_partition": lambda rows: [r.record.partition for r in rows],
+    "_kafka_offset": lambda rows: [r.record.offset for r in rows],
+    "_kafka_timestamp": lambda rows: [r.record.timestamp_ms for r in rows],
+}
+assert tuple(_METADATA_VALUES) == contract.DECODED_NAMES, "batch.py does not fill the contract's columns"
+
+
 def _metadata_arrays(rows: list[ChangeRow], batch_id: int) -> dict[str, pa.Array]:
-    return {
-        "_cdc_op": pa.array([r.op for r in rows], pa.string()),
-        "_cdc_deleted": pa.array([r.op == "d" for r in rows], pa.bool_()),
-        "_cdc_source_ts": pa.array([r.source_ts_us for r in rows], UTC_US),
-        "_cdc_lsn": pa.array([r.lsn for r in rows], pa.int64()),
-        "_cdc_tx_id": pa.array([r.tx_id for r in rows], pa.string()),
-        "_cdc_snapshot": pa.array([r.snapshot for r in rows], pa.bool_()),
-        "_cdc_unavailable_columns": pa.array([r.unavailable for r in rows], pa.list_(pa.string())),
-        "_kafka_topic": pa.array([r.record.topic for r in rows], pa.string()),
-        "_kafka_partition": pa.array([r.record.partition for r in rows], pa.int32()),
-        "_kafka_offset": pa.array([r.record.offset for r in rows], pa.int64()),
-        "_kafka_timestamp": pa.array([r.record.timestamp_ms for r in rows], UTC_MS),
-        "_batch_id": pa.array([batch_id] * len(rows), pa.int64()),
+    arrays = {
+        column.name: pa.array(_METADATA_VALUES[column.name](rows), column.arrow_type)
+        for column in contract.DECODED_METADATA
     }
+    arrays[contract.BATCH_ID.name] = pa.array([batch_id] * len(rows), contract.BATCH_ID.arrow_type)
+    return arrays

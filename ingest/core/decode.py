@@ -20,6 +20,7 @@ import orjson
 from confluent_kafka import Message
 from pydantic import ValidationError
 
+from ingest.core.contract import METADATA_NAMES
 from ingest.core.envelope import (
     UNAVAILABLE_VALUE,
     UNAVAILABLE_VALUE_BASE64,
@@ -40,22 +41,7 @@ from ingest.core.typemap import (
     table_schema_from_connect,
 )
 
-METADATA_COLUMNS = (
-    "_cdc_op",
-    "_cdc_deleted",
-    "_cdc_source_ts",
-    "_cdc_lsn",
-    "_cdc_tx_id",
-    "_cdc_snapshot",
-    "_cdc_unavailable_columns",
-    "_kafka_topic",
-    "_kafka_partition",
-    "_kafka_offset",
-    "_kafka_timestamp",
-    "_batch_id",
-    "_ingested_at",
-)
-_RESERVED = {name.lower() for name in METADATA_COLUMNS}
+_RESERVED = {name.lower() for name in METADATA_NAMES}
 SCHEMA_PREFIX = b'{"schema":'
 PAYLOAD_MARK = b',"payload":'
 _MAX_CACHED_SCHEMAS = 1024

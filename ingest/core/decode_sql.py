@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Message
 
-from ingest.core.batch import UTC_MS, UTC_US
+from ingest.core import contract
 from ingest.core.decode import (
     CHANGE_OPS,
     PAYLOAD_MARK,
@@ -399,12 +399,7 @@ class BulkDecoder:
             for keys in (plan.top_keys, plan.source_keys, plan.image_keys, plan.transaction_keys)
         )
         no_transaction = "false" if plan.transaction_keys else "true"
-        fields = set(plan.source_keys)
-        ts_us = "e.source.ts_us" if "ts_us" in fields else "null"
-        ts_ms = "e.source.ts_ms * 1000" if "ts_ms" in fields else "null"
-        tx_id = 'e.source."txId"' if "txId" in fields else "null"
-        lsn = "e.source.lsn" if "lsn" in fields else "null"
-        snapshot = "coalesce(e.source.snapshot, 'false') <> 'false'" if "snapshot" in fields else "false"
+        metadata = ",\n".join(f"{sql} as {name}" for name, sql in _metadata_sql(plan, topic).items())
         return f"""
             with payloads as (
                 select n, p, o, ts, prefix_ok, {payload} as s
@@ -423,17 +418,7 @@ class BulkDecoder:
             )
             select
                 {image} as image,
-                e.op as _cdc_op,
-                e.op = 'd' as _cdc_deleted,
-                coalesce({ts_us}, {ts_ms}) as _cdc_source_ts,
-                {lsn} as _cdc_lsn,
-                {tx_id} as _cdc_tx_id,
-                {snapshot} as _cdc_snapshot,
-                []::varchar[] as _cdc_unavailable_columns,
-                {_literal(topic)} as _kafka_topic,
-                p as _kafka_partition,
-                o as _kafka_offset,
-                ts as _kafka_timestamp,
+                {metadata},
                 n as _bulk_n,
                 types as _bulk_types,
                 -- every row has the first record's keys (json_keys lists duplicates too)
@@ -502,6 +487,29 @@ class BulkDecoder:
             if column is None or not _plain_column(column) or json_type not in _json_types_of(column):
                 return _Verdict(refusal=f"column {key!r} is not a plain {json_type} column")
         return _Verdict(change=change)
+
+
+def _metadata_sql(plan: _Plan, topic: str) -> dict[str, str]:
+    """The SQL of each decoded metadata column (`contract.DECODED_METADATA`), as `_fast_change` reads them."""
+    fields = set(plan.source_keys)
+    ts_us = "e.source.ts_us" if "ts_us" in fields else "null"
+    ts_ms = "e.source.ts_ms * 1000" if "ts_ms" in fields else "null"
+    snapshot = "coalesce(e.source.snapshot, 'false') <> 'false'" if "snapshot" in fields else "false"
+    metadata = {
+        "_cdc_op": "e.op",
+        "_cdc_deleted": "e.op = 'd'",
+        "_cdc_source_ts": f"coalesce({ts_us}, {ts_ms})",
+        "_cdc_lsn": "e.source.lsn" if "lsn" in fields else "null",
+        "_cdc_tx_id": 'e.source."txId"' if "txId" in fields else "null",
+        "_cdc_snapshot": snapshot,
+        "_cdc_unavailable_columns": "[]::varchar[]",
+        "_kafka_topic": _literal(topic),
+        "_kafka_partition": "p",
+        "_kafka_offset": "o",
+        "_kafka_timestamp": "ts",
+    }
+    assert tuple(metadata) == contract.DECODED_NAMES, "decode_sql.py does not fill the contract's columns"
+    return metadata
 
 
 def _envelope_refusal(op: str | None, top: dict[str, str], source: dict[str, str]) -> str | None:
@@ -592,29 +600,11 @@ def _output_table(parsed: pa.Table, columns: dict[str, ColumnType]) -> pa.Table:
     image = parsed.column("image").combine_chunks()
     fields = dict(zip((f.name for f in image.type), image.flatten(), strict=True))
     arrays = [fields[name] for name in columns]
-    arrays += [
-        parsed.column(name).combine_chunks()
-        for name in parsed.column_names
-        if name.startswith(("_cdc_", "_kafka_"))
-    ]
+    arrays += [parsed.column(name).combine_chunks() for name in contract.DECODED_NAMES]
     schema = _output_schema(columns)
     return pa.Table.from_arrays(arrays, names=schema.names).cast(schema)
 
 
 def _output_schema(columns: dict[str, ColumnType]) -> pa.Schema:
-    return pa.schema(
-        [pa.field(name, column.arrow_type) for name, column in columns.items()]
-        + [
-            pa.field("_cdc_op", pa.string()),
-            pa.field("_cdc_deleted", pa.bool_()),
-            pa.field("_cdc_source_ts", UTC_US),
-            pa.field("_cdc_lsn", pa.int64()),
-            pa.field("_cdc_tx_id", pa.string()),
-            pa.field("_cdc_snapshot", pa.bool_()),
-            pa.field("_cdc_unavailable_columns", pa.list_(pa.string())),
-            pa.field("_kafka_topic", pa.string()),
-            pa.field("_kafka_partition", pa.int32()),
-            pa.field("_kafka_offset", pa.int64()),
-            pa.field("_kafka_timestamp", UTC_MS),
-        ]
-    )
+    image = [pa.field(name, column.arrow_type) for name, column in columns.items()]
+    return pa.schema(image + contract.decoded_metadata_fields())
