@@ -9,7 +9,7 @@ import pyarrow as pa
 import yaml
 
 from ingest.core import contract
-from ingest.core.batch import Batch, segment_arrow
+from ingest.core.batch import Batch
 from ingest.core.decode import Decoder, RawRecord
 from ingest.core.sink import BOOKKEEPING_DDL
 
@@ -84,7 +84,8 @@ def test_python_decoded_rows_carry_the_decoded_metadata_in_contract_types():
     decoder, batch = Decoder(), Batch(7)
     value = b'{"op":"c","source":{"lsn":5,"ts_us":1,"txId":3},"before":null,"after":{"id":1}}'
     batch.add(decoder.decode(RawRecord("p.s.t", 0, 0, None, value, timestamp_ms=2)))
-    arrow = segment_arrow(batch.segments["s__t"][0], 7)
+    batch.close()
+    arrow = batch.segments["s__t"][0].landing_table(7)
     fields = [arrow.schema.field(c.name) for c in (*contract.DECODED_METADATA, contract.BATCH_ID)]
     assert [(f.name, f.type) for f in fields] == [
         (c.name, c.arrow_type) for c in (*contract.DECODED_METADATA, contract.BATCH_ID)

@@ -22,10 +22,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from ingest.core.batch import Batch
 from ingest.core.config import IngestSettings
 from ingest.core.decode import DeadLetter, Decoder, to_record
-from ingest.core.decode_sql import BulkDecoder, BulkRows
+from ingest.core.decode_sql import BulkDecoder
 from ingest.core.logs import OffsetRuns, event_fields, event_ref
 from ingest.core.metrics import IngestMetrics
 from ingest.core.offsets import Positions, StagingReplaced
+from ingest.core.rows import ChangeRows
 from ingest.core.sink import LakeSink
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class _Read:
     data topic each, decoding in SQL (or None: then in Python too)."""
 
     python: list[Message] = field(default_factory=list)
-    chunks: list[tuple[list[Message], Future[BulkRows | None]]] = field(default_factory=list)
+    chunks: list[tuple[list[Message], Future[ChangeRows | None]]] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -295,7 +296,7 @@ class Ingester:
             rows = parsed.result()
             if rows is not None:
                 assert self.bulk is not None
-                batch.add_bulk(self.bulk.settle(rows))
+                batch.add_rows(self.bulk.settle(rows))
             else:
                 for message in chunk:
                     self._decode_into(batch, message)

@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import orjson
 from confluent_kafka import Message
@@ -88,6 +88,28 @@ def to_record(message: Message) -> RawRecord:
         headers=message.headers(),
         timestamp_ms=timestamp if timestamp_type else None,
     )
+
+
+class MessageRecords(Sequence[RawRecord]):
+    """Kafka messages seen as records, each made only when asked for: rows decoded in SQL need their
+    records only to quarantine them, or for the key of their first."""
+
+    __slots__ = ("_messages",)
+
+    def __init__(self, messages: Sequence[Message]) -> None:
+        self._messages = messages
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    @overload
+    def __getitem__(self, index: int) -> RawRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[RawRecord]: ...
+    def __getitem__(self, index: int | slice) -> RawRecord | list[RawRecord]:
+        if isinstance(index, slice):
+            return [to_record(m) for m in self._messages[index]]
+        return to_record(self._messages[index])
 
 
 @dataclass(frozen=True, slots=True)

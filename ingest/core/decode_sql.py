@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 import duckdb
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 from confluent_kafka import Message
 
 from ingest.core import contract
@@ -41,10 +40,11 @@ from ingest.core.decode import (
     TRANSACTION_INT_FIELDS,
     ChangeRow,
     Decoder,
-    RawRecord,
+    MessageRecords,
     to_record,
 )
-from ingest.core.typemap import TYPE_CHECK_ONLY_CONVERTERS, ColumnType, TableSchema
+from ingest.core.rows import ChangeRows, Origin
+from ingest.core.typemap import TYPE_CHECK_ONLY_CONVERTERS, ColumnType
 
 log = logging.getLogger(__name__)
 
@@ -91,30 +91,6 @@ def _list_literal(items: Sequence[str]) -> str:
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-@dataclass(slots=True)
-class BulkRows:
-    """Change rows of one topic decoded in SQL: what a `Segment` needs to land them."""
-
-    topic: str
-    table: str
-    mode: str
-    columns: dict[str, ColumnType]
-    arrow: pa.Table  # image columns in transport types + metadata columns, without _batch_id
-    messages: list[Message]
-    schema: TableSchema  # of the first row, as the Python decoder makes it
-    key_columns: list[str] | None  # set by `BulkDecoder.settle`
-    source_schema: str | None
-    source_table: str | None
-    next_offsets: dict[tuple[str, int], int]
-
-    def records(self) -> list[RawRecord]:
-        return [to_record(m) for m in self.messages]
-
-    def newest_source_ts_us(self) -> int | None:
-        newest = pc.max(self.arrow.column("_cdc_source_ts")).value
-        return None if newest is None else int(newest)
 
 
 @dataclass(slots=True)
@@ -237,19 +213,19 @@ class BulkDecoder:
     def close(self) -> None:
         self._con.close()
 
-    def decode(self, topic: str, table: str, messages: Sequence[Message]) -> BulkRows | None:
+    def decode(self, topic: str, table: str, messages: Sequence[Message]) -> ChangeRows | None:
         """The chunk's change rows decoded in SQL, or None: then decode it record by record in Python.
         `messages` are records of `topic` with a value, in offset order per partition."""
         rows = self.parse(topic, table, messages)
         return None if rows is None else self.settle(rows)
 
-    def settle(self, rows: BulkRows) -> BulkRows:
+    def settle(self, rows: ChangeRows) -> ChangeRows:
         """Note the rows' table version in the main decoder (the key columns come with the first chunk of
         a version): in the thread that decodes in Python, in record order with what it decodes."""
-        rows.key_columns = self.decoder.note_table_version(rows.table, rows.schema, rows.messages[0].key())
+        rows.key_columns = self.decoder.note_table_version(rows.table, rows.schema, rows.records[0].key)
         return rows
 
-    def parse(self, topic: str, table: str, messages: Sequence[Message]) -> BulkRows | None:
+    def parse(self, topic: str, table: str, messages: Sequence[Message]) -> ChangeRows | None:
         """`decode` but for `settle`: touches only this object's own state (plans, signatures, its probe
         decoder and connection), so it may run in a thread of its own, one call at a time."""
         if len(messages) < self.min_events:
@@ -314,7 +290,7 @@ class BulkDecoder:
         return plan
 
     # ------------------------------------------------------------------------------------------ SQL
-    def _decode_with(self, plan: _Plan, topic: str, table: str, chunk: _Chunk) -> BulkRows | None:
+    def _decode_with(self, plan: _Plan, topic: str, table: str, chunk: _Chunk) -> ChangeRows | None:
         messages = chunk.messages
         con = self._con
         # One pass parses the values into the rows to land plus each row's signature; the signatures are
@@ -352,18 +328,15 @@ class BulkDecoder:
             parsed = parsed.sort_by("_bulk_n")
         first = verdicts[0].change
         assert first is not None
-        return BulkRows(
-            topic=topic,
+        return ChangeRows(
             table=table,
             mode=first.schema.mode,
             columns=columns,
-            arrow=_output_table(parsed, columns),
-            messages=messages,
             schema=first.schema,
-            key_columns=None,
-            source_schema=first.source_schema,
-            source_table=first.source_table,
-            next_offsets={(topic, p): o + 1 for p, o in zip(chunk.partitions, chunk.offsets, strict=True)},
+            origin=Origin(topic, first.source_schema, first.source_table),
+            arrow=_output_table(parsed, columns),
+            records=MessageRecords(messages),
+            decoder="sql",
         )
 
     @staticmethod

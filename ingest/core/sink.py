@@ -23,11 +23,12 @@ import orjson
 import pyarrow as pa
 
 from ingest.core import contract, deadletters, offsets
-from ingest.core.batch import Batch, Segment, segment_arrow, split_unbuildable_rows
+from ingest.core.batch import Batch
 from ingest.core.config import LakeSettings
 from ingest.core.decode import RawRecord
 from ingest.core.lake import LAKE, qualified, quote_ident, quote_literal
 from ingest.core.logs import event_fields, event_ref, offset_runs
+from ingest.core.rows import ChangeRows
 from ingest.core.typemap import is_widening
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ SCHEMA_CHANGES_TABLE = contract.SCHEMA_CHANGES.qualified
 TRANSACTIONS_TABLE = contract.TRANSACTIONS.qualified
 MESSAGES_TABLE = contract.MESSAGES.qualified
 BATCHES_TABLE = contract.BATCHES.qualified
+INGESTED_AT = f"{contract.INGESTED_AT.at_insert} as {contract.INGESTED_AT.name}"
 BOOKKEEPING_DDL = (
     f"create schema if not exists {LAKE}.{STAGING}",
     *(table.ddl for table in contract.BOOKKEEPING),
@@ -234,6 +236,7 @@ class LakeSink:
         """Land the batch and its offsets in one transaction, retrying conflicts; raise LandingError."""
         started = time.time()
         attempts = 0
+        batch.close()
 
         def land() -> None:
             nonlocal attempts
@@ -325,8 +328,8 @@ class LakeSink:
         con.execute("begin transaction")
         snapshot = self._check_generation(con)
         for table, segments in batch.segments.items():
-            for segment in segments:
-                self._land_segment(con, state, pending, table, segment, batch.batch_id)
+            for rows in segments:
+                self._land_rows(con, state, pending, table, rows, batch.batch_id)
         self._insert_failed(con, batch, pending)
         self._insert_transactions(con, batch)
         self._insert_messages(con, batch)
@@ -348,45 +351,41 @@ class LakeSink:
         _log_failed(pending)
 
     # ------------------------------------------------------------------------- staging tables
-    def _land_segment(
+    def _land_rows(
         self,
         con: duckdb.DuckDBPyConnection,
         state: LakeState,
         pending: _Pending,
         table: str,
-        segment: Segment,
+        rows: ChangeRows,
         batch_id: int,
     ) -> None:
         entry = state.tables.get(table)
         if entry is not None and entry.quarantined:
             pending.quarantine.extend(
-                (table, record, f"table is quarantined: {entry.quarantined}") for record in segment.records()
+                (table, record, f"table is quarantined: {entry.quarantined}") for record in rows.records
             )
             return
         if entry is None:
-            entry = self._create_table(con, state, pending, table, segment)
+            entry = self._create_table(con, state, pending, table, rows)
         else:
-            reason = self._evolve_table(con, entry, pending, segment)
+            reason = self._evolve_table(con, entry, pending, rows)
             if reason is not None:
                 log.error("quarantining staging.%s: %s", table, reason)
                 entry.quarantined = reason
                 entry.dirty = True
                 pending.schema_changes.append((table, "quarantine", None, None, reason))
-                pending.quarantine.extend((table, record, reason) for record in segment.records())
+                pending.quarantine.extend((table, record, reason) for record in rows.records)
                 return
-        if segment.key_columns is not None and entry.primary_key != segment.key_columns:
-            entry.primary_key = segment.key_columns
+        if rows.key_columns is not None and entry.primary_key != rows.key_columns:
+            entry.primary_key = rows.key_columns
             entry.dirty = True
-        try:
-            arrow = segment_arrow(segment, batch_id)
-        except (pa.ArrowException, ValueError, TypeError, OverflowError):
-            segment, refused = split_unbuildable_rows(segment, batch_id)
-            pending.dead_letters.extend((row.record, reason) for row, reason in refused)
-            if not segment.rows:
-                return
-            arrow = segment_arrow(segment, batch_id)
-        casts = {name: column.sql for name, column in segment.columns.items() if column.sql}
-        self._insert(con, self.staging_table(table), arrow, casts=casts, extra="now() as _ingested_at")
+        pending.dead_letters.extend(rows.refused)
+        if not rows.count:
+            return
+        casts = {name: column.sql for name, column in rows.columns.items() if column.sql}
+        arrow = rows.landing_table(batch_id)
+        self._insert(con, self.staging_table(table), arrow, casts=casts, extra=INGESTED_AT)
 
     def _create_table(
         self,
@@ -394,40 +393,40 @@ class LakeSink:
         state: LakeState,
         pending: _Pending,
         table: str,
-        segment: Segment,
+        rows: ChangeRows,
     ) -> TableEntry:
-        topic, source_schema, source_table = segment.origin()
-        columns = [f"{quote_ident(c.name)} {c.duckdb_type}" for c in segment.columns.values()]
+        origin = rows.origin
+        columns = [f"{quote_ident(c.name)} {c.duckdb_type}" for c in rows.columns.values()]
         columns += contract.metadata_ddl()
         con.execute(f"create table if not exists {self.staging_table(table)} ({', '.join(columns)})")
         entry = TableEntry(
             table_name=table,
-            topic=topic,
-            source_schema=source_schema,
-            source_table=source_table,
-            primary_key=segment.key_columns,
-            columns={c.name.lower(): c.describe() for c in segment.columns.values()},
-            schema_mode=segment.mode,
+            topic=origin.topic,
+            source_schema=origin.source_schema,
+            source_table=origin.source_table,
+            primary_key=rows.key_columns,
+            columns={c.name.lower(): c.describe() for c in rows.columns.values()},
+            schema_mode=rows.mode,
             dirty=True,
         )
         state.tables[table] = entry
         pending.schema_changes.append((table, "create", None, None, None))
-        log.info("created staging.%s (%d columns, %s types)", table, len(segment.columns), segment.mode)
+        log.info("created staging.%s (%d columns, %s types)", table, len(rows.columns), rows.mode)
         return entry
 
     def _evolve_table(
-        self, con: duckdb.DuckDBPyConnection, entry: TableEntry, pending: _Pending, segment: Segment
+        self, con: duckdb.DuckDBPyConnection, entry: TableEntry, pending: _Pending, rows: ChangeRows
     ) -> str | None:
         """Add new columns and widen widened ones; return why not, if the change cannot be followed."""
         target = self.staging_table(entry.table_name)
         alterations: list[tuple[str, str, str | None, str]] = []
-        for column in segment.columns.values():
+        for column in rows.columns.values():
             known = entry.columns.get(column.name.lower())
             if known is None:
                 alterations.append(("add_column", column.name, None, column.duckdb_type))
                 continue
             old = known["type"]
-            if old == column.duckdb_type or self._fits(old, column.duckdb_type, segment.mode):
+            if old == column.duckdb_type or self._fits(old, column.duckdb_type, rows.mode):
                 continue
             if is_widening(old, column.duckdb_type):
                 alterations.append(("widen", known["name"], old, column.duckdb_type))
@@ -442,7 +441,7 @@ class LakeSink:
             else:
                 con.execute(f"alter table {target} alter column {quote_ident(name)} set type {new}")
             pending.schema_changes.append((entry.table_name, change, name, old, new))
-            described = segment.columns[name].describe() if name in segment.columns else {}
+            described = rows.columns[name].describe() if name in rows.columns else {}
             entry.columns[name.lower()] = {**entry.columns.get(name.lower(), {}), **described, "type": new}
             entry.dirty = True
             log.info("staging.%s: %s %s %s -> %s", entry.table_name, change, name, old or "", new)
@@ -602,21 +601,13 @@ class LakeSink:
 def _landing_report(batch: Batch, pending: _Pending) -> LandingReport:
     report = LandingReport(batch.batch_id, batch.size)
     quarantined_tables = {table for table, _, _ in pending.quarantine}
-    refused = {(r.topic, r.partition, r.offset) for r, _ in pending.dead_letters}
     for table, segments in batch.segments.items():
         if table in quarantined_tables:
             continue
-        rows = [
-            r
-            for s in segments
-            for r in s.rows
-            if (r.record.topic, r.record.partition, r.record.offset) not in refused
-        ]
-        bulk = [s.bulk for s in segments if s.bulk is not None]  # never refused: built before landing
-        count = len(rows) + sum(b.arrow.num_rows for b in bulk)
+        count = sum(rows.count for rows in segments)  # refused rows are not in their `arrow`
         if count:
             report.rows[table] = count
-            times = [r.source_ts_us for r in rows] + [b.newest_source_ts_us() for b in bulk]
+            times = [rows.newest_source_ts_us() for rows in segments]
             newest = max((t for t in times if t is not None), default=None)
             if newest is not None:
                 report.newest_source_ts[table] = newest / 1_000_000
