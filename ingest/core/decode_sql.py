@@ -3,19 +3,19 @@
 A chunk of records of one data topic goes to an in-memory DuckDB as one Arrow column of raw values. One SQL
 query parses every value once per function: `json_type` reads the JSON type of every field the Python
 decoder's fast path checks (envelope, source and transaction blocks, both row images), `json_keys` the keys
-of each (which lists duplicates), and `json_transform_strict` types the fields a staging row needs (a
-number out of its column's range fails the pass); the result is the rows to land plus each row's signature
-(op and types). The signatures are grouped over that result: each distinct one is checked once, in Python,
-by the rules of `ingest.core.decode._fast_change`, and the first row of each is decoded by the Python decoder
-itself, which gives the staging schema. A chunk is landed from SQL only when every row passes and every
-check holds; anything else (a dead letter, a TOAST placeholder, a TRUNCATE, a float, a Connect type that
-needs converting, a new column...) sends the whole chunk back to `Decoder.decode`, record by record. So a
-chunk lands the same whichever way it goes: the equivalence is tested on the corpus and on fuzzed input
-(pytests/test_bulk_decode.py).
+of each (which lists duplicates), and `json_transform_strict` types the fields a staging row needs (a number
+out of its column's range fails the pass); the result is the rows to land plus each row's signature (op and
+types). The signatures are grouped over that result: each distinct one is checked once, in Python, by the
+rules of `ingest.core.plain` (the ones the Python decoder's fast path applies), and the first row of each is
+decoded by the Python decoder itself, which gives the staging schema. A chunk is landed from SQL only when
+every row passes and every check holds; anything else (a dead letter, a TOAST placeholder, a TRUNCATE, a
+float, a Connect type that needs converting, a new column...) sends the whole chunk back to `Decoder.decode`,
+record by record. So a chunk lands the same whichever way it goes: the equivalence is tested on the corpus
+and on fuzzed input (pytests/test_bulk_decode.py).
 
 Why: per-event Python (JSON parse, checks, record objects, Arrow build) held the GIL for ~8 us per 1 KB
-event; this path holds it for ~1.5 us and spends ~7-8 us in DuckDB, which releases it, in a thread of its
-own beside the consumer loop (`BulkDecoder.parse`; docs/benchmarks.md)."""
+event; this path holds it for ~1.5 us and spends ~7-8 us in DuckDB, which releases it, in a thread of its own
+beside the consumer loop (`BulkDecoder.parse`; docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -29,20 +29,17 @@ import orjson
 import pyarrow as pa
 from confluent_kafka import Message
 
-from ingest.core import contract
+from ingest.core import contract, plain
 from ingest.core.decode import (
-    CHANGE_OPS,
     PAYLOAD_MARK,
     SCHEMA_PREFIX,
-    SOURCE_INT_FIELDS,
-    SOURCE_TEXT_FIELDS,
     SPECIAL_TEXT,
-    TRANSACTION_INT_FIELDS,
     ChangeRow,
     Decoder,
     MessageRecords,
     to_record,
 )
+from ingest.core.plain import CHANGE_OPS, TRANSACTION_INT_FIELDS
 from ingest.core.rows import ChangeRows, Origin
 from ingest.core.typemap import TYPE_CHECK_ONLY_CONVERTERS, ColumnType
 
@@ -56,12 +53,11 @@ _INTEGER_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT"})
 _PLAIN_CONNECT_TYPES = frozenset({"int8", "int16", "int32", "int64", "string", "boolean"})
 _JSON_TYPES_OF = {"VARCHAR": frozenset({"VARCHAR"}), "BOOLEAN": frozenset({"BOOLEAN"})}
 _JSON_INTEGERS = frozenset({"UBIGINT", "BIGINT"})
-_TEXT_OR_NULL = frozenset({"VARCHAR", "NULL"})
-_INT_OR_NULL = frozenset({"UBIGINT", "BIGINT", "NULL"})
 _IMAGE_OPS = CHANGE_OPS - {"t"}  # a TRUNCATE has no image: Python decodes it
 # Values of fields no check reads: any JSON scalar but a float (DuckDB also reads NaN, Infinity and numbers
 # beyond a double as floats, which orjson refuses as invalid JSON).
 _SCALAR_TYPES = frozenset({"UBIGINT", "BIGINT", "VARCHAR", "BOOLEAN", "NULL"})
+_TEXT_LIKE_PYTHON = frozenset({"UBIGINT", "BIGINT", "VARCHAR", "NULL"})
 # Source fields a staging row takes, with the type json_transform_strict gives them.
 _SOURCE_FIELDS = {
     "ts_ms": "BIGINT",
@@ -432,14 +428,13 @@ class BulkDecoder:
         return verdict
 
     def _check(self, plan: _Plan, op: str | None, signature: str, message: Message) -> _Verdict:
-        """The rules of `ingest.core.decode._fast_change` and of a plain row image, on one signature; then the
+        """The rules of `ingest.core.plain` and of a plain row image, on one signature; then the
         Python decoder on its first row: every row of the signature has the same keys (the plan's, checked
         in SQL) and JSON types, so the same staging schema."""
         types = plan.split_types(signature)
         if types is None:
             return _Verdict(refusal="an object lacks a key of the chunk's first record")
-        refusal = _envelope_refusal(op, types.top, types.source)
-        refusal = refusal or _transaction_refusal(types.top.get("transaction"), types.transaction)
+        refusal = _refusal(op, types)
         if refusal is not None:
             return _Verdict(refusal=refusal)
         for name, image_types in (("before", types.before), ("after", types.after)):
@@ -485,48 +480,36 @@ def _metadata_sql(plan: _Plan, topic: str) -> dict[str, str]:
     return metadata
 
 
-def _envelope_refusal(op: str | None, top: dict[str, str], source: dict[str, str]) -> str | None:
-    """Why `_fast_change` would not take an envelope with fields of these JSON types, or None."""
-    if op not in _IMAGE_OPS or top["op"] != "VARCHAR":
+def _refusal(op: str | None, types: _Types) -> str | None:
+    """Why `_fast_change` would not take an envelope whose fields have these JSON types (`ingest.core.plain`
+    says what is plain), or why SQL would not land it as Python does; None when it takes it."""
+    top = types.top
+    transaction = top.get("transaction") == "OBJECT"
+    refusal = (
+        plain.ENVELOPE.refusal("envelope", top)
+        or plain.SOURCE.refusal("source", types.source)
+        or (plain.TRANSACTION.refusal("transaction", types.transaction) if transaction else None)
+    )
+    if refusal is not None:
+        return refusal
+    # What SQL adds: a TRUNCATE has no image, and an event without its image is a dead letter (Python
+    # decodes both); txId lands as text, and SQL's text of a boolean is not Python's str().
+    if op not in _IMAGE_OPS:
         return f"op {op!r}"
-    image, other = ("before", "after") if op == "d" else ("after", "before")
-    if top[image] != "OBJECT" or top[other] not in ("OBJECT", "NULL") or top["source"] != "OBJECT":
-        return "before, after or source is not an object"
-    for name, json_type in top.items():
-        if name == "transaction":
-            continue  # see _transaction_refusal
-        if name == "ts_ms" and json_type not in _INT_OR_NULL:
-            return "ts_ms"
-        if name not in ("op", "before", "after", "source") and json_type not in _SCALAR_TYPES:
-            return f"envelope field {name!r} is a float, an object or a list"
-    for name, json_type in source.items():
-        if name in ("source_schema", "tx_id"):
-            return f"source.{name}"
-        if name in SOURCE_TEXT_FIELDS and json_type not in _TEXT_OR_NULL:
-            return f"source.{name} is not text"
-        if name in SOURCE_INT_FIELDS and json_type not in _INT_OR_NULL:
-            return f"source.{name} is not an integer"
-        if name == "snapshot" and json_type not in ("VARCHAR", "BOOLEAN", "NULL"):
-            return "source.snapshot"
-        if name == "txId" and json_type not in ("VARCHAR", "UBIGINT", "BIGINT", "NULL"):
-            return "source.txId"  # Python's str() of a boolean is not SQL's
-        if json_type not in _SCALAR_TYPES:
-            return f"source.{name} is a float, an object or a list"
-    return None
-
-
-def _transaction_refusal(block_type: str | None, fields: dict[str, str]) -> str | None:
-    """Why `_fast_change` would not take a transaction block of this JSON type with fields of these types
-    (`_plain_transaction`), or None. Its other fields must be scalars: a float could be one orjson refuses."""
-    if block_type in (None, "NULL"):
-        return None
-    if block_type != "OBJECT" or fields.get("id") != "VARCHAR":
-        return "the transaction block or its id"
-    for name, json_type in fields.items():
-        if name in TRANSACTION_INT_FIELDS and json_type not in _INT_OR_NULL:
-            return f"transaction.{name} is not an integer"
-        if json_type not in _SCALAR_TYPES:
-            return f"transaction.{name} is a float, an object or a list"
+    image = "before" if op == "d" else "after"
+    if top[image] != "OBJECT":
+        return f"{image} is not an object"
+    if types.source.get("txId", "NULL") not in _TEXT_LIKE_PYTHON:
+        return "source.txId is a boolean"
+    # Fields the model does not check may be anything to Python, but DuckDB reads NaN, Infinity and numbers
+    # beyond a double (which orjson refuses) as floats: every other field must be a scalar, not a float.
+    blocks = [("envelope", top, plain.ENVELOPE), ("source", types.source, plain.SOURCE)]
+    if transaction:
+        blocks.append(("transaction", types.transaction, plain.TRANSACTION))
+    for where, fields, block in blocks:
+        for name, json_type in fields.items():
+            if block.fields.get(name, plain.ANY) == plain.ANY and json_type not in _SCALAR_TYPES:
+                return f"{where}.{name} is a float, an object or a list"
     return None
 
 
