@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from ingest.core.batch import Batch
 from ingest.core.config import IngestSettings
 from ingest.core.decode import DeadLetter, Decoder, to_record
-from ingest.core.decode_sql import BulkDecoder
+from ingest.core.decode_sql import BulkDecoder, Chunk
 from ingest.core.logs import OffsetRuns, event_fields, event_ref
 from ingest.core.metrics import IngestMetrics
 from ingest.core.offsets import Positions, StagingReplaced
@@ -260,7 +260,7 @@ class Ingester:
         landed before are dropped, data records of a topic go to the SQL decoder as one chunk (started at
         once, in its thread), the rest to the Python decoder (when the read is applied)."""
         read = _Read()
-        chunks: dict[str, list[Message]] = {}
+        chunks: dict[str, Chunk] = {}
         for message in messages:
             error = message.error()
             if error is not None:
@@ -276,16 +276,24 @@ class Ingester:
                 self.stats.already_landed += 1
                 self._dropped.add(topic, partition, offset)
                 continue
-            if self.bulk is not None and message.value() is not None:
-                chunks.setdefault(topic, []).append(message)
+            value = message.value()
+            if self.bulk is not None and value is not None:
+                chunk = chunks.get(topic)
+                if chunk is None:
+                    chunk = chunks[topic] = Chunk()
+                chunk.messages.append(message)
+                chunk.values.append(value)
+                chunk.partitions.append(partition)
+                chunk.offsets.append(offset)
             else:
                 read.python.append(message)
         for topic, chunk in chunks.items():
             kind = self.decoder.topic_kind(topic)
             if self.bulk is None or self._decoding is None or kind.kind != "data" or kind.table is None:
-                read.python.extend(chunk)
+                read.python.extend(chunk.messages)
             else:
-                read.chunks.append((chunk, self._decoding.submit(self.bulk.parse, topic, kind.table, chunk)))
+                parsed = self._decoding.submit(self.bulk.parse, topic, kind.table, chunk)
+                read.chunks.append((chunk.messages, parsed))
         return read
 
     def _apply(self, batch: Batch, read: _Read) -> None:

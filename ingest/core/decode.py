@@ -74,6 +74,16 @@ class RawRecord:
     timestamp_ms: int | None = None
 
 
+def connect_halves(value: bytes) -> tuple[bytes, bytes] | None:
+    """(schema half, payload half) of a `{"schema":S,"payload":P}` value, found without parsing S: it ends
+    at the first `,"payload":` when it is valid JSON (the caller checks). None for any other form."""
+    if value.startswith(SCHEMA_PREFIX) and value.endswith(b"}"):
+        mark = value.find(PAYLOAD_MARK)
+        if mark > 0:
+            return value[len(SCHEMA_PREFIX) : mark], value[mark + len(PAYLOAD_MARK) : -1]
+    return None
+
+
 def to_record(message: Message) -> RawRecord:
     timestamp_type, timestamp = message.timestamp()
     return RawRecord(
@@ -316,12 +326,11 @@ class Decoder:
     # -------------------------------------------------------------------------------------- parsing
     def _split(self, value: bytes) -> tuple[bytes | None, Any]:
         """(schema bytes or None, parsed payload). Splits `{"schema":S,"payload":P}` without parsing S."""
-        if value.startswith(SCHEMA_PREFIX) and value.endswith(b"}"):
-            mark = value.find(PAYLOAD_MARK)
-            if mark > 0:
-                schema_bytes = value[len(SCHEMA_PREFIX) : mark]
-                if schema_bytes in self._connect_schemas or self._parses(schema_bytes):
-                    return schema_bytes, orjson.loads(value[mark + len(PAYLOAD_MARK) : -1])
+        halves = connect_halves(value)
+        if halves is not None:
+            schema_bytes, payload = halves
+            if schema_bytes in self._connect_schemas or self._parses(schema_bytes):
+                return schema_bytes, orjson.loads(payload)
         try:
             document = orjson.loads(value)
         except orjson.JSONDecodeError as error:

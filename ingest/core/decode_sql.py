@@ -37,6 +37,7 @@ from ingest.core.decode import (
     ChangeRow,
     Decoder,
     MessageRecords,
+    connect_halves,
     to_record,
 )
 from ingest.core.plain import CHANGE_OPS, TRANSACTION_INT_FIELDS
@@ -150,30 +151,47 @@ class _Types:
     after: list[str]
 
 
+@dataclass(slots=True)
+class Chunk:
+    """Records of one data topic for the SQL decoder, with what the consumer already read of each (the
+    client's accessors cost a call each), in offset order per partition."""
+
+    messages: list[Message] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, messages: Sequence[Message]) -> Chunk:
+        values = [m.value() for m in messages]
+        partitions = [m.partition() for m in messages]
+        return cls(list(messages), values, partitions, [m.offset() for m in messages])
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
 @dataclass(frozen=True, slots=True)
-class _Chunk:
+class _Input:
     """A chunk's records and the Arrow input of the SQL passes, built once however often it is parsed."""
 
     messages: list[Message]
-    partitions: list[int]
-    offsets: list[int]
     arrow: pa.Table
 
     @classmethod
-    def of(cls, messages: Sequence[Message]) -> _Chunk:
-        partitions = [m.partition() for m in messages]
-        offsets = [m.offset() for m in messages]
+    def of(cls, chunk: Chunk) -> _Input:
+        messages = chunk.messages
         timestamps = [m.timestamp() for m in messages]
         arrow = pa.table(
             {
-                "v": pa.array([m.value() for m in messages], pa.binary()),
-                "p": pa.array(partitions, pa.int32()),
-                "o": pa.array(offsets, pa.int64()),
+                "v": pa.array(chunk.values, pa.binary()),
+                "p": pa.array(chunk.partitions, pa.int32()),
+                "o": pa.array(chunk.offsets, pa.int64()),
                 "ts": pa.array([t if kind else None for kind, t in timestamps], pa.int64()),
                 "n": pa.array(range(len(messages)), pa.int64()),
             }
         )
-        return cls(list(messages), partitions, offsets, arrow)
+        return cls(messages, arrow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +230,7 @@ class BulkDecoder:
     def decode(self, topic: str, table: str, messages: Sequence[Message]) -> ChangeRows | None:
         """The chunk's change rows decoded in SQL, or None: then decode it record by record in Python.
         `messages` are records of `topic` with a value, in offset order per partition."""
-        rows = self.parse(topic, table, messages)
+        rows = self.parse(topic, table, Chunk.of(messages))
         return None if rows is None else self.settle(rows)
 
     def settle(self, rows: ChangeRows) -> ChangeRows:
@@ -221,18 +239,18 @@ class BulkDecoder:
         rows.key_columns = self.decoder.note_table_version(rows.table, rows.schema, rows.records[0].key)
         return rows
 
-    def parse(self, topic: str, table: str, messages: Sequence[Message]) -> ChangeRows | None:
+    def parse(self, topic: str, table: str, chunk: Chunk) -> ChangeRows | None:
         """`decode` but for `settle`: touches only this object's own state (plans, signatures, its probe
         decoder and connection), so it may run in a thread of its own, one call at a time."""
-        if len(messages) < self.min_events:
+        if len(chunk) < self.min_events:
             return None
-        plan = self._plan(topic, messages[0].value())
+        plan = self._plan(topic, chunk.values[0])
         if plan is None:
             return self._fallback(topic, "its first record is not a plain change event")
-        chunk = _Chunk.of(messages)
+        parse_input = _Input.of(chunk)
         for _ in range(3):
             try:
-                rows = self._decode_with(plan, topic, table, chunk)
+                rows = self._decode_with(plan, topic, table, parse_input)
             except _Replan:
                 continue
             # DuckDB cuts a long error message at a byte count, which can split a character: the client
@@ -254,14 +272,14 @@ class BulkDecoder:
         """The plan of the chunk's first value (its envelope's keys), kept per topic and key set."""
         if first is None:
             return None
-        prefix = b""
-        payload_bytes = first
-        if first.startswith(SCHEMA_PREFIX):
-            mark = first.find(PAYLOAD_MARK)
-            if mark < 0 or not first.endswith(b"}"):
-                return None
-            prefix = first[: mark + len(PAYLOAD_MARK)]
-            payload_bytes = first[len(prefix) : -1]
+        halves = connect_halves(first)
+        if halves is not None:
+            schema_bytes, payload_bytes = halves
+            prefix = SCHEMA_PREFIX + schema_bytes + PAYLOAD_MARK
+        elif first.startswith(SCHEMA_PREFIX):
+            return None
+        else:
+            prefix, payload_bytes = b"", first
         try:
             payload = orjson.loads(payload_bytes)
         except orjson.JSONDecodeError:
@@ -286,7 +304,7 @@ class BulkDecoder:
         return plan
 
     # ------------------------------------------------------------------------------------------ SQL
-    def _decode_with(self, plan: _Plan, topic: str, table: str, chunk: _Chunk) -> ChangeRows | None:
+    def _decode_with(self, plan: _Plan, topic: str, table: str, chunk: _Input) -> ChangeRows | None:
         messages = chunk.messages
         con = self._con
         # One pass parses the values into the rows to land plus each row's signature; the signatures are
