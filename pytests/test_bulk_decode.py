@@ -1,4 +1,4 @@
-"""SQL decoding (ingest/bulk.py) lands exactly what the Python decoder lands, or declines the chunk.
+"""SQL decoding (ingest/core/decode_sql.py) lands exactly what the Python decoder lands, or declines.
 
 The Python decoder is the reference: for every chunk, the SQL path either returns None (the ingester then
 decodes the chunk record by record in Python) or an Arrow table equal, column by column and row by row, to
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import CORPUS, VARIANTS
-from ingest.core.batch import Batch, Segment, segment_arrow
+from ingest.core.batch import Batch
 from ingest.core.decode import ChangeRow, Decoder, classify_topic, to_record
 from ingest.core.decode_sql import BulkDecoder
 from ingest.devtools.corpus import read_variant
@@ -47,7 +47,8 @@ def python_arrow(messages: list[Message]) -> pa.Table | None:
         if not isinstance(decoded, ChangeRow):
             return None
         batch.add(decoded)
-    tables = [segment_arrow(s, 1) for segments in batch.segments.values() for s in segments]
+    batch.close()
+    tables = [rows.landing_table(1) for segments in batch.segments.values() for rows in segments]
     return pa.concat_tables(tables, promote_options="default")
 
 
@@ -59,7 +60,7 @@ def sql_arrow(messages: list[Message], topic: str = TOPIC) -> pa.Table | None:
     bulk.close()
     if rows is None:
         return None
-    return segment_arrow(Segment.of_bulk(rows), 1)
+    return rows.landing_table(1)
 
 
 def assert_same_or_declined(messages: list[Message], topic: str = TOPIC) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.core.batch import Batch, segment_arrow, split_unbuildable_rows
+from ingest.core.batch import Batch
 from ingest.core.decode import (
     ChangeRow,
     DeadLetter,
@@ -183,16 +183,12 @@ def test_decoded_rows_always_build_arrow_or_are_set_apart_with_a_reason(images):
     batch = Batch(1)
     for offset, image in enumerate(images):
         batch.add(decoder.decode(RawRecord("p.s.t", 0, offset, None, dumps(envelope(image)))))
+    batch.close()  # builds Arrow, setting refused rows apart
     for segments in batch.segments.values():
-        for segment in segments:
-            try:
-                segment_arrow(segment, 1)
-            except Exception:
-                kept, refused = split_unbuildable_rows(segment, 1)
-                assert len(kept.rows) + len(refused) == len(segment.rows)
-                assert all(reason for _, reason in refused)
-                if kept.rows:
-                    segment_arrow(kept, 1)
+        for rows in segments:
+            assert rows.arrow.num_rows + len(rows.refused) == len(rows.records)
+            assert all(reason for _, reason in rows.refused)
+            rows.landing_table(1)
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +218,7 @@ def test_an_integer_beyond_64_bits_is_a_dead_letter_not_a_rounded_float(number, 
     """Regression (found by the integration fuzz test): orjson reads an integer beyond 64 bits as a float, so
     a schemaless event landed `2**70 + 1` rounded, and turned its column into DOUBLE. Now the number is either
     refused by the decoder or carried exactly (orjson keeps integers up to 2**64 exact) and then refused by
-    the Arrow column, which the sink turns into a dead letter (`split_unbuildable_rows`)."""
+    the Arrow column, which the sink turns into a dead letter (`batch.Segment.close`)."""
     document = envelope({"id": number}) if where == "after" else envelope({"id": 1}, source={"lsn": number})
     value = dumps(document)
     result = decode(value)
@@ -236,6 +232,7 @@ def test_an_integer_beyond_64_bits_is_a_dead_letter_not_a_rounded_float(number, 
         assert result.values["id"] == number and type(result.values["id"]) is int  # exact, not rounded
         batch = Batch(batch_id=1)
         batch.add(result)
-        (segment,) = batch.segments[result.table]
-        kept, refused = split_unbuildable_rows(segment, 1)
-        assert not kept.rows and len(refused) == 1 and "does not fit" in refused[0][1]
+        batch.close()
+        (rows,) = batch.segments[result.table]
+        refused = rows.refused
+        assert not rows.arrow.num_rows and len(refused) == 1 and "does not fit" in refused[0][1]

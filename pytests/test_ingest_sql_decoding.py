@@ -37,7 +37,7 @@ def test_chunks_in_flight_land_once_in_order_within_the_batch_size(lake):
     landed: list[tuple[int, int, int]] = []  # (records, next offset, chunks decoded in SQL) per batch
 
     def on_batch(batch: Batch, _elapsed: float) -> None:
-        in_sql = sum(1 for segments in batch.segments.values() for s in segments if s.bulk is not None)
+        in_sql = sum(1 for segments in batch.segments.values() for s in segments if s.decoder == "sql")
         landed.append((batch.size, batch.next_offsets[(topic, 0)], in_sql))
 
     stats = Ingester(settings, sink, on_batch=on_batch).run(until_caught_up=True)

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from ingest.core.batch import Segment, split_unbuildable_rows
+from ingest.core.batch import Segment
 from ingest.core.decode import ChangeRow, RawRecord
 from ingest.core.envelope import ConnectSchema
 from ingest.core.typemap import (
@@ -162,7 +162,8 @@ def test_a_row_arrow_refuses_costs_one_dead_letter_not_the_batch():
         )
 
     segment = Segment("s__t", "connect", {"c": int_column}, [row(0, 1), row(1, "sneaked past"), row(2, 3)])
-    kept, refused = split_unbuildable_rows(segment, batch_id=1)
-    assert [r.record.offset for r in kept.rows] == [0, 2]
-    assert [r.record.offset for r, _ in refused] == [1]
-    assert "does not fit" in refused[0][1]
+    rows = segment.close()
+    assert rows.arrow.column("_kafka_offset").to_pylist() == [0, 2]
+    assert [r.offset for r, _ in rows.refused] == [1]
+    assert "does not fit" in rows.refused[0][1]
+    assert [r.offset for r in rows.records] == [0, 1, 2]  # a quarantine would take them all

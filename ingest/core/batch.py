@@ -1,63 +1,49 @@
 """A micro-batch: decoded records grouped for landing, plus the offsets they advance. Pure, no I/O.
 
-Change rows are kept per staging table in segments: consecutive rows that share one column layout (one
-Connect schema version, or a compatible set of inferred columns). A schema change inside a batch starts a new
-segment, so the sink can evolve the table between two inserts of the same transaction.
+Change rows are kept per staging table as `ChangeRows`: consecutive rows that share one column layout (one
+Connect schema version, or a compatible set of inferred columns). A schema change inside a batch starts new
+ones, so the sink can evolve the table between two inserts of the same transaction. The SQL decoder hands
+over `ChangeRows` whole; rows the Python decoder makes one by one gather in an open `Segment` of their table,
+which becomes `ChangeRows` when it closes (another layout or a chunk decoded in SQL follows, or the batch
+closes), so the sink sees one kind of rows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import pyarrow as pa
 
+from ingest.core import contract
 from ingest.core.decode import (
     ChangeRow,
     DeadLetter,
     Decoded,
     MessageRecord,
-    RawRecord,
     Skipped,
     TransactionRecord,
 )
+from ingest.core.rows import ChangeRows, Origin
 from ingest.core.typemap import ColumnType, TableSchema
-
-if TYPE_CHECKING:
-    from ingest.core.decode_sql import BulkRows
-
-UTC_US = pa.timestamp("us", tz="UTC")
-UTC_MS = pa.timestamp("ms", tz="UTC")
 
 
 @dataclass
 class Segment:
+    """Python-decoded change rows of one staging table sharing one column layout, until they close."""
+
     table: str
     mode: str
     columns: dict[str, ColumnType]
     rows: list[ChangeRow] = field(default_factory=list)
     key_columns: list[str] | None = None
-    schema: TableSchema | None = None  # the shared Connect schema version, for connect segments
-    bulk: BulkRows | None = None  # rows decoded in SQL (ingest/bulk.py), already columnar; `rows` is empty
-
-    @classmethod
-    def of_bulk(cls, bulk: BulkRows) -> Segment:
-        return cls(bulk.table, bulk.mode, bulk.columns, key_columns=bulk.key_columns, bulk=bulk)
-
-    def records(self) -> list[RawRecord]:
-        return self.bulk.records() if self.bulk is not None else [row.record for row in self.rows]
-
-    def origin(self) -> tuple[str, str | None, str | None]:
-        """(topic, source schema, source table) of the segment's first row."""
-        if self.bulk is not None:
-            return self.bulk.topic, self.bulk.source_schema, self.bulk.source_table
-        first = self.rows[0]
-        return first.record.topic, first.source_schema, first.source_table
+    schema: TableSchema | None = None  # the schema it was opened with (the one Connect schema version)
 
     def accepts(self, row: ChangeRow) -> bool:
         """Whether `row` can join this segment (widening the inferred column set if needed)."""
-        if self.bulk is not None or row.schema.mode != self.mode:
+        if row.schema.mode != self.mode:
             return False
         if self.mode == "connect" or row.schema is self.schema:
             # Connect: one schema version per segment. Inferred: the segment's columns already hold the
@@ -76,6 +62,28 @@ class Segment:
         self.columns = merged
         return True
 
+    def close(self) -> ChangeRows:
+        """The rows, columnar. Rows Arrow refuses (a value the decoder let through by mistake) are set
+        apart with the reason, so that one bad value costs one dead letter instead of the whole batch."""
+        kept, refused = self, []
+        try:
+            arrow = _arrow(self)
+        except _UNBUILDABLE:
+            kept, refused = split_unbuildable_rows(self)
+            arrow = _arrow(kept)
+        first = self.rows[0]
+        return ChangeRows(
+            table=self.table,
+            mode=self.mode,
+            columns=self.columns,
+            schema=self.schema or first.schema,
+            origin=Origin(first.record.topic, first.source_schema, first.source_table),
+            arrow=arrow,
+            records=[row.record for row in self.rows],
+            key_columns=self.key_columns,
+            refused=[(row.record, reason) for row, reason in refused],
+        )
+
 
 def _unify_inferred(a: ColumnType, b: ColumnType) -> ColumnType | None:
     types = {a.duckdb_type, b.duckdb_type}
@@ -87,7 +95,7 @@ def _unify_inferred(a: ColumnType, b: ColumnType) -> ColumnType | None:
 @dataclass
 class Batch:
     batch_id: int
-    segments: dict[str, list[Segment]] = field(default_factory=dict)
+    segments: dict[str, list[ChangeRows]] = field(default_factory=dict)  # complete once `close()` ran
     transactions: list[TransactionRecord] = field(default_factory=list)
     messages: list[MessageRecord] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -95,6 +103,9 @@ class Batch:
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     size: int = 0
     change_rows: int = 0
+    # Per table, its last segment while it takes rows decoded in Python (its ChangeRows come after the
+    # table's others in `segments` when it closes).
+    _open: dict[str, Segment] = field(default_factory=dict, repr=False)
 
     def add(self, decoded: Decoded) -> None:
         record = decoded.record
@@ -111,14 +122,24 @@ class Batch:
         elif isinstance(decoded, Skipped):
             self.skipped[decoded.reason] = self.skipped.get(decoded.reason, 0) + 1
 
-    def add_bulk(self, bulk: BulkRows) -> None:
-        """Change rows decoded in SQL: a segment of their own (a row decoded in Python opens another)."""
-        for partition, offset in bulk.next_offsets.items():
+    def add_rows(self, rows: ChangeRows) -> None:
+        """Change rows decoded as a whole (in SQL): after the table's rows so far."""
+        for partition, offset in rows.next_offsets().items():
             self._advance(partition, offset)
-        count = bulk.arrow.num_rows
-        self.size += count
-        self.change_rows += count
-        self.segments.setdefault(bulk.table, []).append(Segment.of_bulk(bulk))
+        self.size += rows.count
+        self.change_rows += rows.count
+        self._close_segment(rows.table)
+        self.segments.setdefault(rows.table, []).append(rows)
+
+    def close(self) -> None:
+        """Close every open segment: then `segments` holds every change row. Adding more is still fine."""
+        for table in list(self._open):
+            self._close_segment(table)
+
+    def _close_segment(self, table: str) -> None:
+        segment = self._open.pop(table, None)
+        if segment is not None:
+            self.segments[table].append(segment.close())
 
     def _advance(self, partition: tuple[str, int], next_offset: int) -> None:
         # Records of one partition may be added out of order (a chunk decoded in SQL, then a tombstone read
@@ -128,11 +149,12 @@ class Batch:
 
     def _add_row(self, row: ChangeRow) -> None:
         self.change_rows += 1
-        segments = self.segments.setdefault(row.table, [])
-        if not segments or not segments[-1].accepts(row):
+        segment = self._open.get(row.table)
+        if segment is None or not segment.accepts(row):
+            self.segments.setdefault(row.table, [])  # the table's place in landing order: first seen
+            self._close_segment(row.table)
             columns = {c.name: c for c in row.schema.columns}
-            segments.append(Segment(row.table, row.schema.mode, columns, schema=row.schema))
-        segment = segments[-1]
+            segment = self._open[row.table] = Segment(row.table, row.schema.mode, columns, schema=row.schema)
         segment.rows.append(row)
         if row.key_columns is not None and segment.key_columns is None:
             segment.key_columns = row.key_columns
@@ -143,17 +165,17 @@ class Batch:
 
 
 # ------------------------------------------------------------------------------------ Arrow building
+_UNBUILDABLE = (pa.ArrowException, ValueError, TypeError, OverflowError)
+
+
 def _text(value: Any) -> Any:
     if value is None or isinstance(value, str):
         return value
     return orjson.dumps(value).decode()
 
 
-def segment_arrow(segment: Segment, batch_id: int) -> pa.Table:
+def _arrow(segment: Segment) -> pa.Table:
     """The segment's rows as an Arrow table: source columns in transport types, then metadata."""
-    if segment.bulk is not None:
-        arrow = segment.bulk.arrow
-        return arrow.append_column("_batch_id", pa.array([batch_id] * arrow.num_rows, pa.int64()))
     rows = segment.rows
     arrays: dict[str, pa.Array] = {}
     for name, column in segment.columns.items():
@@ -161,19 +183,18 @@ def segment_arrow(segment: Segment, batch_id: int) -> pa.Table:
         if column.duckdb_type == "VARCHAR" and segment.mode == "inferred":
             values = [_text(v) for v in values]
         arrays[name] = pa.array(values, type=column.arrow_type)
-    arrays.update(_metadata_arrays(rows, batch_id))
+    arrays.update(_metadata_arrays(rows))
     return pa.table(arrays)
 
 
-def split_unbuildable_rows(segment: Segment, batch_id: int) -> tuple[Segment, list[tuple[ChangeRow, str]]]:
-    """Set apart the rows Arrow refuses (a value the decoder let through by mistake), with the reason, so
-    that one bad value costs one dead letter instead of the whole batch."""
+def split_unbuildable_rows(segment: Segment) -> tuple[Segment, list[tuple[ChangeRow, str]]]:
+    """The rows Arrow takes, and the others with the reason."""
     good: list[ChangeRow] = []
     bad: list[tuple[ChangeRow, str]] = []
     for row in segment.rows:
         try:
-            segment_arrow(Segment(segment.table, segment.mode, segment.columns, [row]), batch_id)
-        except (pa.ArrowException, ValueError, TypeError, OverflowError) as error:
+            _arrow(Segment(segment.table, segment.mode, segment.columns, [row]))
+        except _UNBUILDABLE as error:
             bad.append((row, f"value does not fit its column type: {error}"))
         else:
             good.append(row)
@@ -181,18 +202,25 @@ def split_unbuildable_rows(segment: Segment, batch_id: int) -> tuple[Segment, li
     return kept, bad
 
 
-def _metadata_arrays(rows: list[ChangeRow], batch_id: int) -> dict[str, pa.Array]:
+# The decoded metadata of a Python-decoded row, per contract column (`contract.DECODED_METADATA`).
+_METADATA_VALUES: dict[str, Callable[[list[ChangeRow]], list[Any]]] = {
+    "_cdc_op": lambda rows: [r.op for r in rows],
+    "_cdc_deleted": lambda rows: [r.op == "d" for r in rows],
+    "_cdc_source_ts": lambda rows: [r.source_ts_us for r in rows],
+    "_cdc_lsn": lambda rows: [r.lsn for r in rows],
+    "_cdc_tx_id": lambda rows: [r.tx_id for r in rows],
+    "_cdc_snapshot": lambda rows: [r.snapshot for r in rows],
+    "_cdc_unavailable_columns": lambda rows: [r.unavailable for r in rows],
+    "_kafka_topic": lambda rows: [r.record.topic for r in rows],
+    "_kafka_partition": lambda rows: [r.record.partition for r in rows],
+    "_kafka_offset": lambda rows: [r.record.offset for r in rows],
+    "_kafka_timestamp": lambda rows: [r.record.timestamp_ms for r in rows],
+}
+assert tuple(_METADATA_VALUES) == contract.DECODED_NAMES, "batch.py does not fill the contract's columns"
+
+
+def _metadata_arrays(rows: list[ChangeRow]) -> dict[str, pa.Array]:
     return {
-        "_cdc_op": pa.array([r.op for r in rows], pa.string()),
-        "_cdc_deleted": pa.array([r.op == "d" for r in rows], pa.bool_()),
-        "_cdc_source_ts": pa.array([r.source_ts_us for r in rows], UTC_US),
-        "_cdc_lsn": pa.array([r.lsn for r in rows], pa.int64()),
-        "_cdc_tx_id": pa.array([r.tx_id for r in rows], pa.string()),
-        "_cdc_snapshot": pa.array([r.snapshot for r in rows], pa.bool_()),
-        "_cdc_unavailable_columns": pa.array([r.unavailable for r in rows], pa.list_(pa.string())),
-        "_kafka_topic": pa.array([r.record.topic for r in rows], pa.string()),
-        "_kafka_partition": pa.array([r.record.partition for r in rows], pa.int32()),
-        "_kafka_offset": pa.array([r.record.offset for r in rows], pa.int64()),
-        "_kafka_timestamp": pa.array([r.record.timestamp_ms for r in rows], UTC_MS),
-        "_batch_id": pa.array([batch_id] * len(rows), pa.int64()),
+        column.name: pa.array(_METADATA_VALUES[column.name](rows), column.arrow_type)
+        for column in contract.DECODED_METADATA
     }

@@ -22,11 +22,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from ingest.core.batch import Batch
 from ingest.core.config import IngestSettings
 from ingest.core.decode import DeadLetter, Decoder, to_record
-from ingest.core.decode_sql import BulkDecoder, BulkRows
+from ingest.core.decode_sql import BulkDecoder, Chunk
 from ingest.core.flush import Flush, FlushPolicy, FlushState
 from ingest.core.logs import OffsetRuns, event_fields, event_ref
 from ingest.core.metrics import IngestMetrics
 from ingest.core.offsets import Positions, StagingReplaced
+from ingest.core.rows import ChangeRows
 from ingest.core.sink import LakeSink
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class _Read:
     data topic each, decoding in SQL (or None: then in Python too)."""
 
     python: list[Message] = field(default_factory=list)
-    chunks: list[tuple[list[Message], Future[BulkRows | None]]] = field(default_factory=list)
+    chunks: list[tuple[list[Message], Future[ChangeRows | None]]] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -262,7 +263,7 @@ class Ingester:
         landed before are dropped, data records of a topic go to the SQL decoder as one chunk (started at
         once, in its thread), the rest to the Python decoder (when the read is applied)."""
         read = _Read()
-        chunks: dict[str, list[Message]] = {}
+        chunks: dict[str, Chunk] = {}
         for message in messages:
             error = message.error()
             if error is not None:
@@ -278,18 +279,26 @@ class Ingester:
                 self.stats.already_landed += 1
                 self._dropped.add(topic, partition, offset)
                 continue
-            if self.bulk is not None and message.value() is not None:
-                chunks.setdefault(topic, []).append(message)
+            value = message.value()
+            if self.bulk is not None and value is not None:
+                chunk = chunks.get(topic)
+                if chunk is None:
+                    chunk = chunks[topic] = Chunk()
+                chunk.messages.append(message)
+                chunk.values.append(value)
+                chunk.partitions.append(partition)
+                chunk.offsets.append(offset)
             else:
                 read.python.append(message)
         for topic, chunk in chunks.items():
             kind = self.decoder.topic_kind(topic)
             if kind.kind != "data" or kind.table is None:
-                read.python.extend(chunk)
+                read.python.extend(chunk.messages)
                 continue
             # Chunks are gathered only with SQL decoding, whose thread exists exactly then.
             assert self.bulk is not None and self._decoding is not None
-            read.chunks.append((chunk, self._decoding.submit(self.bulk.parse, topic, kind.table, chunk)))
+            parsed = self._decoding.submit(self.bulk.parse, topic, kind.table, chunk)
+            read.chunks.append((chunk.messages, parsed))
         return read
 
     def _apply(self, batch: Batch, read: _Read) -> None:
@@ -300,7 +309,7 @@ class Ingester:
             rows = parsed.result()
             if rows is not None:
                 assert self.bulk is not None
-                batch.add_bulk(self.bulk.settle(rows))
+                batch.add_rows(self.bulk.settle(rows))
             else:
                 for message in chunk:
                     self._decode_into(batch, message)

@@ -8,30 +8,18 @@ staging table cannot follow, from that event on, so the table's order is kept fo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 import pyarrow as pa
 
+from ingest.core import contract
 from ingest.core.decode import RawRecord
-from ingest.core.lake import LAKE
 
-DEAD_LETTERS_TABLE = f"{LAKE}.staging._dead_letters"
-QUARANTINE_TABLE = f"{LAKE}.staging._cdc_quarantine"
-
-_COLUMNS = """
-    topic varchar not null,
-    "partition" integer not null,
-    "offset" bigint not null,
-    "key" blob,
-    "value" blob,
-    headers json,
-    kafka_timestamp timestamptz,
-    error varchar not null,
-    failed_at timestamptz not null,
-    batch_id bigint not null"""
-
-DEAD_LETTERS_DDL = f"create table if not exists {DEAD_LETTERS_TABLE} ({_COLUMNS})"
-QUARANTINE_DDL = f"create table if not exists {QUARANTINE_TABLE} (table_name varchar not null,{_COLUMNS})"
+DEAD_LETTERS_TABLE = contract.DEAD_LETTERS.qualified
+QUARANTINE_TABLE = contract.QUARANTINE.qualified
+DEAD_LETTERS_DDL = contract.DEAD_LETTERS.ddl
+QUARANTINE_DDL = contract.QUARANTINE.ddl
 
 
 def _headers_json(record: RawRecord) -> str | None:
@@ -46,38 +34,28 @@ def _headers_json(record: RawRecord) -> str | None:
 def failed_records_arrow(
     records: Sequence[RawRecord], errors: Sequence[str], batch_id: int, tables: Sequence[str] | None = None
 ) -> pa.Table:
-    columns: dict[str, pa.Array] = {}
+    columns: dict[str, Sequence[Any]] = {}
     if tables is not None:
-        columns["table_name"] = pa.array(tables, pa.string())
+        columns["table_name"] = tables
     columns.update(
         {
-            "topic": pa.array([r.topic for r in records], pa.string()),
-            "partition": pa.array([r.partition for r in records], pa.int32()),
-            "offset": pa.array([r.offset for r in records], pa.int64()),
-            "key": pa.array([r.key for r in records], pa.binary()),
-            "value": pa.array([r.value for r in records], pa.binary()),
-            "headers": pa.array([_headers_json(r) for r in records], pa.string()),
-            "kafka_timestamp": pa.array([r.timestamp_ms for r in records], pa.timestamp("ms", tz="UTC")),
-            "error": pa.array(list(errors), pa.string()),
-            "batch_id": pa.array([batch_id] * len(records), pa.int64()),
+            "topic": [r.topic for r in records],
+            "partition": [r.partition for r in records],
+            "offset": [r.offset for r in records],
+            "key": [r.key for r in records],
+            "value": [r.value for r in records],
+            "headers": [_headers_json(r) for r in records],
+            "kafka_timestamp": [r.timestamp_ms for r in records],
+            "error": list(errors),
+            "batch_id": [batch_id] * len(records),
         }
     )
-    return pa.table(columns)
+    return (contract.DEAD_LETTERS if tables is None else contract.QUARANTINE).arrow(columns)
 
 
 # A dead letter or quarantined event is open until a row here names it (by kind, position and failed_at):
 # `ingest dead-letters retry` writes that row in the same transaction as the retried event's landing, so a
 # crash neither loses nor doubles it. A retry that fails again writes a new dead letter (the new reason) in
 # that same transaction, which stays open.
-RESOLUTIONS_TABLE = f"{LAKE}.staging._dead_letter_resolutions"
-RESOLUTIONS_DDL = f"""create table if not exists {RESOLUTIONS_TABLE} (
-    kind varchar not null,
-    topic varchar not null,
-    "partition" integer not null,
-    "offset" bigint not null,
-    failed_at timestamptz not null,
-    outcome varchar not null,
-    detail varchar,
-    batch_id bigint not null,
-    resolved_at timestamptz not null
-)"""
+RESOLUTIONS_TABLE = contract.RESOLUTIONS.qualified
+RESOLUTIONS_DDL = contract.RESOLUTIONS.ddl

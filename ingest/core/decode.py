@@ -14,12 +14,14 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 import orjson
 from confluent_kafka import Message
 from pydantic import ValidationError
 
+from ingest.core import plain
+from ingest.core.contract import METADATA_NAMES
 from ingest.core.envelope import (
     UNAVAILABLE_VALUE,
     UNAVAILABLE_VALUE_BASE64,
@@ -28,6 +30,7 @@ from ingest.core.envelope import (
     LogicalMessage,
     TransactionEvent,
 )
+from ingest.core.plain import CHANGE_OPS
 from ingest.core.typemap import (
     SPECIAL_FLOATS,
     TYPE_CHECK_ONLY_CONVERTERS,
@@ -40,33 +43,13 @@ from ingest.core.typemap import (
     table_schema_from_connect,
 )
 
-METADATA_COLUMNS = (
-    "_cdc_op",
-    "_cdc_deleted",
-    "_cdc_source_ts",
-    "_cdc_lsn",
-    "_cdc_tx_id",
-    "_cdc_snapshot",
-    "_cdc_unavailable_columns",
-    "_kafka_topic",
-    "_kafka_partition",
-    "_kafka_offset",
-    "_kafka_timestamp",
-    "_batch_id",
-    "_ingested_at",
-)
-_RESERVED = {name.lower() for name in METADATA_COLUMNS}
+_RESERVED = {name.lower() for name in METADATA_NAMES}
 SCHEMA_PREFIX = b'{"schema":'
 PAYLOAD_MARK = b',"payload":'
 _MAX_CACHED_SCHEMAS = 1024
-CHANGE_OPS = frozenset({"r", "c", "u", "d", "t"})
-SOURCE_TEXT_FIELDS = ("version", "connector", "name", "db", "schema", "table", "sequence")
-SOURCE_INT_FIELDS = ("ts_ms", "ts_us", "ts_ns", "lsn")
-# The transaction block (provide.transaction.metadata): none of it lands, but the model checks its `id`
-# (a string, required) and these (integers or null).
-TRANSACTION_INT_FIELDS = ("total_order", "data_collection_order")
-_TEXT_OR_NONE = frozenset({str, type(None)})
-_INT_OR_NONE = frozenset({int, type(None)})
+_plain_envelope = plain.ENVELOPE.python_check()
+_plain_source = plain.SOURCE.python_check()
+_plain_transaction = plain.TRANSACTION.python_check()
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # Image values orjson cannot have rounded: it reads an integer beyond 64 bits as a float (exactly up to 2**64,
 # which Arrow then refuses for a 64-bit column), so only a float, or a float nested in an object or a list,
@@ -91,6 +74,16 @@ class RawRecord:
     timestamp_ms: int | None = None
 
 
+def connect_halves(value: bytes) -> tuple[bytes, bytes] | None:
+    """(schema half, payload half) of a `{"schema":S,"payload":P}` value, found without parsing S: it ends
+    at the first `,"payload":` when it is valid JSON (the caller checks). None for any other form."""
+    if value.startswith(SCHEMA_PREFIX) and value.endswith(b"}"):
+        mark = value.find(PAYLOAD_MARK)
+        if mark > 0:
+            return value[len(SCHEMA_PREFIX) : mark], value[mark + len(PAYLOAD_MARK) : -1]
+    return None
+
+
 def to_record(message: Message) -> RawRecord:
     timestamp_type, timestamp = message.timestamp()
     return RawRecord(
@@ -102,6 +95,28 @@ def to_record(message: Message) -> RawRecord:
         headers=message.headers(),
         timestamp_ms=timestamp if timestamp_type else None,
     )
+
+
+class MessageRecords(Sequence[RawRecord]):
+    """Kafka messages seen as records, each made only when asked for: rows decoded in SQL need their
+    records only to quarantine them, or for the key of their first."""
+
+    __slots__ = ("_messages",)
+
+    def __init__(self, messages: Sequence[Message]) -> None:
+        self._messages = messages
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    @overload
+    def __getitem__(self, index: int) -> RawRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[RawRecord]: ...
+    def __getitem__(self, index: int | slice) -> RawRecord | list[RawRecord]:
+        if isinstance(index, slice):
+            return [to_record(m) for m in self._messages[index]]
+        return to_record(self._messages[index])
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,42 +202,22 @@ def _from_model(event: ChangeEvent) -> _Change:
 
 
 def _fast_change(payload: dict[str, Any]) -> _Change | None:
-    """The change event of `payload` when every field the model checks has exactly its expected JSON type;
-    None for anything else, which then goes through the pydantic model (same result, or its error).
+    """The change event of `payload` when it is plain (`ingest.core.plain`: every field the model checks
+    has exactly an expected JSON type); None for anything else, which then goes through the pydantic model
+    (same result, or its error).
 
     Equivalent to `ChangeEvent.model_validate` on the inputs it accepts, at a fraction of the cost: this is
     the per-event hot path (see docs/benchmarks.md)."""
-    op = payload.get("op")
-    if type(op) is not str or op not in CHANGE_OPS:
-        return None
-    before = payload.get("before")
-    after = payload.get("after")
-    if (before is not None and type(before) is not dict) or (after is not None and type(after) is not dict):
+    if not _plain_envelope(payload) or payload["op"] not in CHANGE_OPS:
         return None
     transaction = payload.get("transaction")
     if transaction is not None and not _plain_transaction(transaction):
         return None
-    ts_ms = payload.get("ts_ms")
-    if ts_ms is not None and type(ts_ms) is not int:
-        return None
-    source = payload.get("source")
-    if type(source) is not dict or "source_schema" in source or "tx_id" in source:
-        return None
-    # map() keeps these per-field checks in C.
-    if not _TEXT_OR_NONE.issuperset(map(type, map(source.get, SOURCE_TEXT_FIELDS))):
-        return None
-    if not _INT_OR_NONE.issuperset(map(type, map(source.get, SOURCE_INT_FIELDS))):
-        return None
-    lsn = source.get("lsn")
-    if lsn is not None and not _INT64_MIN <= lsn <= _INT64_MAX:
+    source = payload["source"]
+    if not _plain_source(source):
         return None
     snapshot = source.get("snapshot")
-    if snapshot is None or type(snapshot) is str:
-        is_snapshot = snapshot not in (None, "false")
-    elif type(snapshot) is bool:
-        is_snapshot = snapshot
-    else:
-        return None
+    op = payload["op"]
     tx_id = source.get("txId")
     ts_us = source.get("ts_us")
     source_ts_ms = source.get("ts_ms")
@@ -230,23 +225,13 @@ def _fast_change(payload: dict[str, Any]) -> _Change | None:
         ts_us = source_ts_ms * 1000
     return _Change(
         op,
-        before if op == "d" else after,
+        payload.get("before") if op == "d" else payload.get("after"),
         ts_us,
-        lsn,
+        source.get("lsn"),
         None if tx_id is None else str(tx_id),
-        is_snapshot,
+        snapshot if type(snapshot) is bool else snapshot not in (None, "false"),
         source.get("schema"),
         source.get("table"),
-    )
-
-
-def _plain_transaction(block: Any) -> bool:
-    """A transaction block `TransactionBlock` takes as it is: an `id` string and integer (or null) orders;
-    its other fields are kept by the model whatever they are, and none of it lands."""
-    return (
-        type(block) is dict
-        and type(block.get("id")) is str
-        and _INT_OR_NONE.issuperset(map(type, map(block.get, TRANSACTION_INT_FIELDS)))
     )
 
 
@@ -341,12 +326,11 @@ class Decoder:
     # -------------------------------------------------------------------------------------- parsing
     def _split(self, value: bytes) -> tuple[bytes | None, Any]:
         """(schema bytes or None, parsed payload). Splits `{"schema":S,"payload":P}` without parsing S."""
-        if value.startswith(SCHEMA_PREFIX) and value.endswith(b"}"):
-            mark = value.find(PAYLOAD_MARK)
-            if mark > 0:
-                schema_bytes = value[len(SCHEMA_PREFIX) : mark]
-                if schema_bytes in self._connect_schemas or self._parses(schema_bytes):
-                    return schema_bytes, orjson.loads(value[mark + len(PAYLOAD_MARK) : -1])
+        halves = connect_halves(value)
+        if halves is not None:
+            schema_bytes, payload = halves
+            if schema_bytes in self._connect_schemas or self._parses(schema_bytes):
+                return schema_bytes, orjson.loads(payload)
         try:
             document = orjson.loads(value)
         except orjson.JSONDecodeError as error:

@@ -3,19 +3,19 @@
 A chunk of records of one data topic goes to an in-memory DuckDB as one Arrow column of raw values. One SQL
 query parses every value once per function: `json_type` reads the JSON type of every field the Python
 decoder's fast path checks (envelope, source and transaction blocks, both row images), `json_keys` the keys
-of each (which lists duplicates), and `json_transform_strict` types the fields a staging row needs (a
-number out of its column's range fails the pass); the result is the rows to land plus each row's signature
-(op and types). The signatures are grouped over that result: each distinct one is checked once, in Python,
-by the rules of `ingest.core.decode._fast_change`, and the first row of each is decoded by the Python decoder
-itself, which gives the staging schema. A chunk is landed from SQL only when every row passes and every
-check holds; anything else (a dead letter, a TOAST placeholder, a TRUNCATE, a float, a Connect type that
-needs converting, a new column...) sends the whole chunk back to `Decoder.decode`, record by record. So a
-chunk lands the same whichever way it goes: the equivalence is tested on the corpus and on fuzzed input
-(pytests/test_bulk_decode.py).
+of each (which lists duplicates), and `json_transform_strict` types the fields a staging row needs (a number
+out of its column's range fails the pass); the result is the rows to land plus each row's signature (op and
+types). The signatures are grouped over that result: each distinct one is checked once, in Python, by the
+rules of `ingest.core.plain` (the ones the Python decoder's fast path applies), and the first row of each is
+decoded by the Python decoder itself, which gives the staging schema. A chunk is landed from SQL only when
+every row passes and every check holds; anything else (a dead letter, a TOAST placeholder, a TRUNCATE, a
+float, a Connect type that needs converting, a new column...) sends the whole chunk back to `Decoder.decode`,
+record by record. So a chunk lands the same whichever way it goes: the equivalence is tested on the corpus
+and on fuzzed input (pytests/test_bulk_decode.py).
 
 Why: per-event Python (JSON parse, checks, record objects, Arrow build) held the GIL for ~8 us per 1 KB
-event; this path holds it for ~1.5 us and spends ~7-8 us in DuckDB, which releases it, in a thread of its
-own beside the consumer loop (`BulkDecoder.parse`; docs/benchmarks.md)."""
+event; this path holds it for ~1.5 us and spends ~7-8 us in DuckDB, which releases it, in a thread of its own
+beside the consumer loop (`BulkDecoder.parse`; docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -27,24 +27,22 @@ from dataclasses import dataclass, field
 import duckdb
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 from confluent_kafka import Message
 
-from ingest.core.batch import UTC_MS, UTC_US
+from ingest.core import contract, plain
 from ingest.core.decode import (
-    CHANGE_OPS,
     PAYLOAD_MARK,
     SCHEMA_PREFIX,
-    SOURCE_INT_FIELDS,
-    SOURCE_TEXT_FIELDS,
     SPECIAL_TEXT,
-    TRANSACTION_INT_FIELDS,
     ChangeRow,
     Decoder,
-    RawRecord,
+    MessageRecords,
+    connect_halves,
     to_record,
 )
-from ingest.core.typemap import TYPE_CHECK_ONLY_CONVERTERS, ColumnType, TableSchema
+from ingest.core.plain import CHANGE_OPS, TRANSACTION_INT_FIELDS
+from ingest.core.rows import ChangeRows, Origin
+from ingest.core.typemap import TYPE_CHECK_ONLY_CONVERTERS, ColumnType
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +54,11 @@ _INTEGER_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT"})
 _PLAIN_CONNECT_TYPES = frozenset({"int8", "int16", "int32", "int64", "string", "boolean"})
 _JSON_TYPES_OF = {"VARCHAR": frozenset({"VARCHAR"}), "BOOLEAN": frozenset({"BOOLEAN"})}
 _JSON_INTEGERS = frozenset({"UBIGINT", "BIGINT"})
-_TEXT_OR_NULL = frozenset({"VARCHAR", "NULL"})
-_INT_OR_NULL = frozenset({"UBIGINT", "BIGINT", "NULL"})
 _IMAGE_OPS = CHANGE_OPS - {"t"}  # a TRUNCATE has no image: Python decodes it
 # Values of fields no check reads: any JSON scalar but a float (DuckDB also reads NaN, Infinity and numbers
 # beyond a double as floats, which orjson refuses as invalid JSON).
 _SCALAR_TYPES = frozenset({"UBIGINT", "BIGINT", "VARCHAR", "BOOLEAN", "NULL"})
+_TEXT_LIKE_PYTHON = frozenset({"UBIGINT", "BIGINT", "VARCHAR", "NULL"})
 # Source fields a staging row takes, with the type json_transform_strict gives them.
 _SOURCE_FIELDS = {
     "ts_ms": "BIGINT",
@@ -91,30 +88,6 @@ def _list_literal(items: Sequence[str]) -> str:
 
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-@dataclass(slots=True)
-class BulkRows:
-    """Change rows of one topic decoded in SQL: what a `Segment` needs to land them."""
-
-    topic: str
-    table: str
-    mode: str
-    columns: dict[str, ColumnType]
-    arrow: pa.Table  # image columns in transport types + metadata columns, without _batch_id
-    messages: list[Message]
-    schema: TableSchema  # of the first row, as the Python decoder makes it
-    key_columns: list[str] | None  # set by `BulkDecoder.settle`
-    source_schema: str | None
-    source_table: str | None
-    next_offsets: dict[tuple[str, int], int]
-
-    def records(self) -> list[RawRecord]:
-        return [to_record(m) for m in self.messages]
-
-    def newest_source_ts_us(self) -> int | None:
-        newest = pc.max(self.arrow.column("_cdc_source_ts")).value
-        return None if newest is None else int(newest)
 
 
 @dataclass(slots=True)
@@ -178,30 +151,47 @@ class _Types:
     after: list[str]
 
 
+@dataclass(slots=True)
+class Chunk:
+    """Records of one data topic for the SQL decoder, with what the consumer already read of each (the
+    client's accessors cost a call each), in offset order per partition."""
+
+    messages: list[Message] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, messages: Sequence[Message]) -> Chunk:
+        values = [m.value() for m in messages]
+        partitions = [m.partition() for m in messages]
+        return cls(list(messages), values, partitions, [m.offset() for m in messages])
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+
 @dataclass(frozen=True, slots=True)
-class _Chunk:
+class _Input:
     """A chunk's records and the Arrow input of the SQL passes, built once however often it is parsed."""
 
     messages: list[Message]
-    partitions: list[int]
-    offsets: list[int]
     arrow: pa.Table
 
     @classmethod
-    def of(cls, messages: Sequence[Message]) -> _Chunk:
-        partitions = [m.partition() for m in messages]
-        offsets = [m.offset() for m in messages]
+    def of(cls, chunk: Chunk) -> _Input:
+        messages = chunk.messages
         timestamps = [m.timestamp() for m in messages]
         arrow = pa.table(
             {
-                "v": pa.array([m.value() for m in messages], pa.binary()),
-                "p": pa.array(partitions, pa.int32()),
-                "o": pa.array(offsets, pa.int64()),
+                "v": pa.array(chunk.values, pa.binary()),
+                "p": pa.array(chunk.partitions, pa.int32()),
+                "o": pa.array(chunk.offsets, pa.int64()),
                 "ts": pa.array([t if kind else None for kind, t in timestamps], pa.int64()),
                 "n": pa.array(range(len(messages)), pa.int64()),
             }
         )
-        return cls(list(messages), partitions, offsets, arrow)
+        return cls(messages, arrow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,30 +227,30 @@ class BulkDecoder:
     def close(self) -> None:
         self._con.close()
 
-    def decode(self, topic: str, table: str, messages: Sequence[Message]) -> BulkRows | None:
+    def decode(self, topic: str, table: str, messages: Sequence[Message]) -> ChangeRows | None:
         """The chunk's change rows decoded in SQL, or None: then decode it record by record in Python.
         `messages` are records of `topic` with a value, in offset order per partition."""
-        rows = self.parse(topic, table, messages)
+        rows = self.parse(topic, table, Chunk.of(messages))
         return None if rows is None else self.settle(rows)
 
-    def settle(self, rows: BulkRows) -> BulkRows:
+    def settle(self, rows: ChangeRows) -> ChangeRows:
         """Note the rows' table version in the main decoder (the key columns come with the first chunk of
         a version): in the thread that decodes in Python, in record order with what it decodes."""
-        rows.key_columns = self.decoder.note_table_version(rows.table, rows.schema, rows.messages[0].key())
+        rows.key_columns = self.decoder.note_table_version(rows.table, rows.schema, rows.records[0].key)
         return rows
 
-    def parse(self, topic: str, table: str, messages: Sequence[Message]) -> BulkRows | None:
+    def parse(self, topic: str, table: str, chunk: Chunk) -> ChangeRows | None:
         """`decode` but for `settle`: touches only this object's own state (plans, signatures, its probe
         decoder and connection), so it may run in a thread of its own, one call at a time."""
-        if len(messages) < self.min_events:
+        if len(chunk) < self.min_events:
             return None
-        plan = self._plan(topic, messages[0].value())
+        plan = self._plan(topic, chunk.values[0])
         if plan is None:
             return self._fallback(topic, "its first record is not a plain change event")
-        chunk = _Chunk.of(messages)
+        parse_input = _Input.of(chunk)
         for _ in range(3):
             try:
-                rows = self._decode_with(plan, topic, table, chunk)
+                rows = self._decode_with(plan, topic, table, parse_input)
             except _Replan:
                 continue
             # DuckDB cuts a long error message at a byte count, which can split a character: the client
@@ -282,14 +272,14 @@ class BulkDecoder:
         """The plan of the chunk's first value (its envelope's keys), kept per topic and key set."""
         if first is None:
             return None
-        prefix = b""
-        payload_bytes = first
-        if first.startswith(SCHEMA_PREFIX):
-            mark = first.find(PAYLOAD_MARK)
-            if mark < 0 or not first.endswith(b"}"):
-                return None
-            prefix = first[: mark + len(PAYLOAD_MARK)]
-            payload_bytes = first[len(prefix) : -1]
+        halves = connect_halves(first)
+        if halves is not None:
+            schema_bytes, payload_bytes = halves
+            prefix = SCHEMA_PREFIX + schema_bytes + PAYLOAD_MARK
+        elif first.startswith(SCHEMA_PREFIX):
+            return None
+        else:
+            prefix, payload_bytes = b"", first
         try:
             payload = orjson.loads(payload_bytes)
         except orjson.JSONDecodeError:
@@ -314,7 +304,7 @@ class BulkDecoder:
         return plan
 
     # ------------------------------------------------------------------------------------------ SQL
-    def _decode_with(self, plan: _Plan, topic: str, table: str, chunk: _Chunk) -> BulkRows | None:
+    def _decode_with(self, plan: _Plan, topic: str, table: str, chunk: _Input) -> ChangeRows | None:
         messages = chunk.messages
         con = self._con
         # One pass parses the values into the rows to land plus each row's signature; the signatures are
@@ -352,18 +342,15 @@ class BulkDecoder:
             parsed = parsed.sort_by("_bulk_n")
         first = verdicts[0].change
         assert first is not None
-        return BulkRows(
-            topic=topic,
+        return ChangeRows(
             table=table,
             mode=first.schema.mode,
             columns=columns,
-            arrow=_output_table(parsed, columns),
-            messages=messages,
             schema=first.schema,
-            key_columns=None,
-            source_schema=first.source_schema,
-            source_table=first.source_table,
-            next_offsets={(topic, p): o + 1 for p, o in zip(chunk.partitions, chunk.offsets, strict=True)},
+            origin=Origin(topic, first.source_schema, first.source_table),
+            arrow=_output_table(parsed, columns),
+            records=MessageRecords(messages),
+            decoder="sql",
         )
 
     @staticmethod
@@ -399,12 +386,7 @@ class BulkDecoder:
             for keys in (plan.top_keys, plan.source_keys, plan.image_keys, plan.transaction_keys)
         )
         no_transaction = "false" if plan.transaction_keys else "true"
-        fields = set(plan.source_keys)
-        ts_us = "e.source.ts_us" if "ts_us" in fields else "null"
-        ts_ms = "e.source.ts_ms * 1000" if "ts_ms" in fields else "null"
-        tx_id = 'e.source."txId"' if "txId" in fields else "null"
-        lsn = "e.source.lsn" if "lsn" in fields else "null"
-        snapshot = "coalesce(e.source.snapshot, 'false') <> 'false'" if "snapshot" in fields else "false"
+        metadata = ",\n".join(f"{sql} as {name}" for name, sql in _metadata_sql(plan, topic).items())
         return f"""
             with payloads as (
                 select n, p, o, ts, prefix_ok, {payload} as s
@@ -423,17 +405,7 @@ class BulkDecoder:
             )
             select
                 {image} as image,
-                e.op as _cdc_op,
-                e.op = 'd' as _cdc_deleted,
-                coalesce({ts_us}, {ts_ms}) as _cdc_source_ts,
-                {lsn} as _cdc_lsn,
-                {tx_id} as _cdc_tx_id,
-                {snapshot} as _cdc_snapshot,
-                []::varchar[] as _cdc_unavailable_columns,
-                {_literal(topic)} as _kafka_topic,
-                p as _kafka_partition,
-                o as _kafka_offset,
-                ts as _kafka_timestamp,
+                {metadata},
                 n as _bulk_n,
                 types as _bulk_types,
                 -- every row has the first record's keys (json_keys lists duplicates too)
@@ -474,14 +446,13 @@ class BulkDecoder:
         return verdict
 
     def _check(self, plan: _Plan, op: str | None, signature: str, message: Message) -> _Verdict:
-        """The rules of `ingest.core.decode._fast_change` and of a plain row image, on one signature; then the
+        """The rules of `ingest.core.plain` and of a plain row image, on one signature; then the
         Python decoder on its first row: every row of the signature has the same keys (the plan's, checked
         in SQL) and JSON types, so the same staging schema."""
         types = plan.split_types(signature)
         if types is None:
             return _Verdict(refusal="an object lacks a key of the chunk's first record")
-        refusal = _envelope_refusal(op, types.top, types.source)
-        refusal = refusal or _transaction_refusal(types.top.get("transaction"), types.transaction)
+        refusal = _refusal(op, types)
         if refusal is not None:
             return _Verdict(refusal=refusal)
         for name, image_types in (("before", types.before), ("after", types.after)):
@@ -504,48 +475,59 @@ class BulkDecoder:
         return _Verdict(change=change)
 
 
-def _envelope_refusal(op: str | None, top: dict[str, str], source: dict[str, str]) -> str | None:
-    """Why `_fast_change` would not take an envelope with fields of these JSON types, or None."""
-    if op not in _IMAGE_OPS or top["op"] != "VARCHAR":
+def _metadata_sql(plan: _Plan, topic: str) -> dict[str, str]:
+    """The SQL of each decoded metadata column (`contract.DECODED_METADATA`), as `_fast_change` reads them."""
+    fields = set(plan.source_keys)
+    ts_us = "e.source.ts_us" if "ts_us" in fields else "null"
+    ts_ms = "e.source.ts_ms * 1000" if "ts_ms" in fields else "null"
+    snapshot = "coalesce(e.source.snapshot, 'false') <> 'false'" if "snapshot" in fields else "false"
+    metadata = {
+        "_cdc_op": "e.op",
+        "_cdc_deleted": "e.op = 'd'",
+        "_cdc_source_ts": f"coalesce({ts_us}, {ts_ms})",
+        "_cdc_lsn": "e.source.lsn" if "lsn" in fields else "null",
+        "_cdc_tx_id": 'e.source."txId"' if "txId" in fields else "null",
+        "_cdc_snapshot": snapshot,
+        "_cdc_unavailable_columns": "[]::varchar[]",
+        "_kafka_topic": _literal(topic),
+        "_kafka_partition": "p",
+        "_kafka_offset": "o",
+        "_kafka_timestamp": "ts",
+    }
+    assert tuple(metadata) == contract.DECODED_NAMES, "decode_sql.py does not fill the contract's columns"
+    return metadata
+
+
+def _refusal(op: str | None, types: _Types) -> str | None:
+    """Why `_fast_change` would not take an envelope whose fields have these JSON types (`ingest.core.plain`
+    says what is plain), or why SQL would not land it as Python does; None when it takes it."""
+    top = types.top
+    transaction = top.get("transaction") == "OBJECT"
+    refusal = (
+        plain.ENVELOPE.refusal("envelope", top)
+        or plain.SOURCE.refusal("source", types.source)
+        or (plain.TRANSACTION.refusal("transaction", types.transaction) if transaction else None)
+    )
+    if refusal is not None:
+        return refusal
+    # What SQL adds: a TRUNCATE has no image, and an event without its image is a dead letter (Python
+    # decodes both); txId lands as text, and SQL's text of a boolean is not Python's str().
+    if op not in _IMAGE_OPS:
         return f"op {op!r}"
-    image, other = ("before", "after") if op == "d" else ("after", "before")
-    if top[image] != "OBJECT" or top[other] not in ("OBJECT", "NULL") or top["source"] != "OBJECT":
-        return "before, after or source is not an object"
-    for name, json_type in top.items():
-        if name == "transaction":
-            continue  # see _transaction_refusal
-        if name == "ts_ms" and json_type not in _INT_OR_NULL:
-            return "ts_ms"
-        if name not in ("op", "before", "after", "source") and json_type not in _SCALAR_TYPES:
-            return f"envelope field {name!r} is a float, an object or a list"
-    for name, json_type in source.items():
-        if name in ("source_schema", "tx_id"):
-            return f"source.{name}"
-        if name in SOURCE_TEXT_FIELDS and json_type not in _TEXT_OR_NULL:
-            return f"source.{name} is not text"
-        if name in SOURCE_INT_FIELDS and json_type not in _INT_OR_NULL:
-            return f"source.{name} is not an integer"
-        if name == "snapshot" and json_type not in ("VARCHAR", "BOOLEAN", "NULL"):
-            return "source.snapshot"
-        if name == "txId" and json_type not in ("VARCHAR", "UBIGINT", "BIGINT", "NULL"):
-            return "source.txId"  # Python's str() of a boolean is not SQL's
-        if json_type not in _SCALAR_TYPES:
-            return f"source.{name} is a float, an object or a list"
-    return None
-
-
-def _transaction_refusal(block_type: str | None, fields: dict[str, str]) -> str | None:
-    """Why `_fast_change` would not take a transaction block of this JSON type with fields of these types
-    (`_plain_transaction`), or None. Its other fields must be scalars: a float could be one orjson refuses."""
-    if block_type in (None, "NULL"):
-        return None
-    if block_type != "OBJECT" or fields.get("id") != "VARCHAR":
-        return "the transaction block or its id"
-    for name, json_type in fields.items():
-        if name in TRANSACTION_INT_FIELDS and json_type not in _INT_OR_NULL:
-            return f"transaction.{name} is not an integer"
-        if json_type not in _SCALAR_TYPES:
-            return f"transaction.{name} is a float, an object or a list"
+    image = "before" if op == "d" else "after"
+    if top[image] != "OBJECT":
+        return f"{image} is not an object"
+    if types.source.get("txId", "NULL") not in _TEXT_LIKE_PYTHON:
+        return "source.txId is a boolean"
+    # Fields the model does not check may be anything to Python, but DuckDB reads NaN, Infinity and numbers
+    # beyond a double (which orjson refuses) as floats: every other field must be a scalar, not a float.
+    blocks = [("envelope", top, plain.ENVELOPE), ("source", types.source, plain.SOURCE)]
+    if transaction:
+        blocks.append(("transaction", types.transaction, plain.TRANSACTION))
+    for where, fields, block in blocks:
+        for name, json_type in fields.items():
+            if block.fields.get(name, plain.ANY) == plain.ANY and json_type not in _SCALAR_TYPES:
+                return f"{where}.{name} is a float, an object or a list"
     return None
 
 
@@ -592,29 +574,11 @@ def _output_table(parsed: pa.Table, columns: dict[str, ColumnType]) -> pa.Table:
     image = parsed.column("image").combine_chunks()
     fields = dict(zip((f.name for f in image.type), image.flatten(), strict=True))
     arrays = [fields[name] for name in columns]
-    arrays += [
-        parsed.column(name).combine_chunks()
-        for name in parsed.column_names
-        if name.startswith(("_cdc_", "_kafka_"))
-    ]
+    arrays += [parsed.column(name).combine_chunks() for name in contract.DECODED_NAMES]
     schema = _output_schema(columns)
     return pa.Table.from_arrays(arrays, names=schema.names).cast(schema)
 
 
 def _output_schema(columns: dict[str, ColumnType]) -> pa.Schema:
-    return pa.schema(
-        [pa.field(name, column.arrow_type) for name, column in columns.items()]
-        + [
-            pa.field("_cdc_op", pa.string()),
-            pa.field("_cdc_deleted", pa.bool_()),
-            pa.field("_cdc_source_ts", UTC_US),
-            pa.field("_cdc_lsn", pa.int64()),
-            pa.field("_cdc_tx_id", pa.string()),
-            pa.field("_cdc_snapshot", pa.bool_()),
-            pa.field("_cdc_unavailable_columns", pa.list_(pa.string())),
-            pa.field("_kafka_topic", pa.string()),
-            pa.field("_kafka_partition", pa.int32()),
-            pa.field("_kafka_offset", pa.int64()),
-            pa.field("_kafka_timestamp", UTC_MS),
-        ]
-    )
+    image = [pa.field(name, column.arrow_type) for name, column in columns.items()]
+    return pa.schema(image + contract.decoded_metadata_fields())

@@ -13,17 +13,11 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
+from ingest.core import contract
 from ingest.core.lake import LAKE, scalar
 
-OFFSETS_TABLE = f"{LAKE}.staging._cdc_offsets"
-OFFSETS_DDL = f"""
-create table if not exists {OFFSETS_TABLE} (
-    topic varchar not null,
-    "partition" integer not null,
-    next_offset bigint not null,
-    batch_id bigint not null,
-    committed_at timestamptz not null
-)"""
+OFFSETS_TABLE = contract.OFFSETS.qualified
+OFFSETS_DDL = contract.OFFSETS.ddl
 
 Positions = dict[tuple[str, int], int]
 
@@ -40,12 +34,12 @@ def last_batch_id(con: duckdb.DuckDBPyConnection, table: str = OFFSETS_TABLE) ->
 
 def positions_arrow(positions: Mapping[tuple[str, int], int], batch_id: int) -> pa.Table:
     items = sorted(positions.items())
-    return pa.table(
+    return contract.OFFSETS.arrow(
         {
-            "topic": pa.array([t for (t, _), _ in items], pa.string()),
-            "partition": pa.array([p for (_, p), _ in items], pa.int32()),
-            "next_offset": pa.array([o for _, o in items], pa.int64()),
-            "batch_id": pa.array([batch_id] * len(items), pa.int64()),
+            "topic": [t for (t, _), _ in items],
+            "partition": [p for (_, p), _ in items],
+            "next_offset": [o for _, o in items],
+            "batch_id": [batch_id] * len(items),
         }
     )
 

@@ -22,99 +22,27 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from ingest.core import deadletters, offsets
-from ingest.core.batch import UTC_MS, UTC_US, Batch, Segment, segment_arrow, split_unbuildable_rows
+from ingest.core import contract, deadletters, offsets
+from ingest.core.batch import Batch
 from ingest.core.config import LakeSettings
-from ingest.core.decode import METADATA_COLUMNS, RawRecord
+from ingest.core.decode import RawRecord
 from ingest.core.lake import LAKE, qualified, quote_ident, quote_literal
 from ingest.core.logs import event_fields, event_ref, offset_runs
+from ingest.core.rows import ChangeRows
 from ingest.core.typemap import is_widening
 
 log = logging.getLogger(__name__)
 
-STAGING = "staging"
-TABLES_TABLE = f"{LAKE}.staging._cdc_tables"
-SCHEMA_CHANGES_TABLE = f"{LAKE}.staging._cdc_schema_changes"
-TRANSACTIONS_TABLE = f"{LAKE}.staging._cdc_transactions"
-MESSAGES_TABLE = f"{LAKE}.staging._cdc_messages"
-BATCHES_TABLE = f"{LAKE}.staging._cdc_batches"
-
-METADATA_DDL = {
-    "_cdc_op": "varchar not null",
-    "_cdc_deleted": "boolean not null",
-    "_cdc_source_ts": "timestamptz",
-    "_cdc_lsn": "bigint",
-    "_cdc_tx_id": "varchar",
-    "_cdc_snapshot": "boolean not null",
-    "_cdc_unavailable_columns": "varchar[]",
-    "_kafka_topic": "varchar not null",
-    "_kafka_partition": "integer not null",
-    "_kafka_offset": "bigint not null",
-    "_kafka_timestamp": "timestamptz",
-    "_batch_id": "bigint not null",
-    "_ingested_at": "timestamptz not null",
-}
-assert tuple(METADATA_DDL) == METADATA_COLUMNS
-
-_KAFKA_POSITION_DDL = """
-    _kafka_topic varchar not null,
-    _kafka_partition integer not null,
-    _kafka_offset bigint not null,
-    _batch_id bigint not null,
-    _ingested_at timestamptz not null"""
-
+STAGING = contract.STAGING
+TABLES_TABLE = contract.TABLES.qualified
+SCHEMA_CHANGES_TABLE = contract.SCHEMA_CHANGES.qualified
+TRANSACTIONS_TABLE = contract.TRANSACTIONS.qualified
+MESSAGES_TABLE = contract.MESSAGES.qualified
+BATCHES_TABLE = contract.BATCHES.qualified
+INGESTED_AT = f"{contract.INGESTED_AT.at_insert} as {contract.INGESTED_AT.name}"
 BOOKKEEPING_DDL = (
     f"create schema if not exists {LAKE}.{STAGING}",
-    offsets.OFFSETS_DDL,
-    deadletters.DEAD_LETTERS_DDL,
-    deadletters.QUARANTINE_DDL,
-    deadletters.RESOLUTIONS_DDL,
-    f"""create table if not exists {TABLES_TABLE} (
-    table_name varchar not null,
-    topic varchar not null,
-    source_schema varchar,
-    source_table varchar,
-    primary_key varchar[],
-    columns json not null,
-    schema_mode varchar not null,
-    quarantined varchar,
-    updated_at timestamptz not null
-)""",
-    f"""create table if not exists {SCHEMA_CHANGES_TABLE} (
-    table_name varchar not null,
-    change varchar not null,
-    column_name varchar,
-    old_type varchar,
-    new_type varchar,
-    batch_id bigint not null,
-    changed_at timestamptz not null
-)""",
-    f"""create table if not exists {TRANSACTIONS_TABLE} (
-    status varchar not null,
-    tx_id varchar not null,
-    id varchar not null,
-    event_count bigint,
-    data_collections json,
-    ts timestamptz,{_KAFKA_POSITION_DDL}
-)""",
-    f"""create table if not exists {BATCHES_TABLE} (
-    batch_id bigint not null,
-    records bigint not null,
-    change_rows bigint not null,
-    dead_letters bigint not null,
-    quarantined bigint not null,
-    started_at timestamptz not null,
-    landing_ms double not null,
-    committed_at timestamptz not null
-)""",
-    f"""create table if not exists {MESSAGES_TABLE} (
-    prefix varchar not null,
-    content blob,
-    transactional boolean not null,
-    tx_id varchar,
-    lsn bigint,
-    source_ts timestamptz,{_KAFKA_POSITION_DDL}
-)""",
+    *(table.ddl for table in contract.BOOKKEEPING),
 )
 
 
@@ -292,7 +220,7 @@ class LakeSink:
             "and not starts_with(substr(table_name, length($prefix) + 1), '_')",
             {"prefix": self.table_prefix},
         ).fetchall():
-            if column not in METADATA_DDL:
+            if column not in contract.METADATA_NAMES:
                 actual.setdefault(table, {})[column.lower()] = data_type
         for table, columns in actual.items():
             entry = state.tables.get(table)
@@ -308,6 +236,7 @@ class LakeSink:
         """Land the batch and its offsets in one transaction, retrying conflicts; raise LandingError."""
         started = time.time()
         attempts = 0
+        batch.close()
 
         def land() -> None:
             nonlocal attempts
@@ -399,19 +328,16 @@ class LakeSink:
         con.execute("begin transaction")
         snapshot = self._check_generation(con)
         for table, segments in batch.segments.items():
-            for segment in segments:
-                self._land_segment(con, state, pending, table, segment, batch.batch_id)
+            for rows in segments:
+                self._land_rows(con, state, pending, table, rows, batch.batch_id)
         self._insert_failed(con, batch, pending)
         self._insert_transactions(con, batch)
         self._insert_messages(con, batch)
         self._insert_schema_changes(con, pending, batch.batch_id)
         self._upsert_table_entries(con, state)
         if batch.next_offsets:  # a dead-letter retry advances no position
-            self._insert(
-                con,
-                self.bookkeeping(offsets.OFFSETS_TABLE),
-                offsets.positions_arrow(batch.next_offsets, batch.batch_id),
-                extra="now() as committed_at",
+            self._insert_into(
+                con, contract.OFFSETS, offsets.positions_arrow(batch.next_offsets, batch.batch_id)
             )
         self._insert_batch_row(con, batch, pending, started or time.time())
         if self.before_commit is not None:
@@ -425,45 +351,41 @@ class LakeSink:
         _log_failed(pending)
 
     # ------------------------------------------------------------------------- staging tables
-    def _land_segment(
+    def _land_rows(
         self,
         con: duckdb.DuckDBPyConnection,
         state: LakeState,
         pending: _Pending,
         table: str,
-        segment: Segment,
+        rows: ChangeRows,
         batch_id: int,
     ) -> None:
         entry = state.tables.get(table)
         if entry is not None and entry.quarantined:
             pending.quarantine.extend(
-                (table, record, f"table is quarantined: {entry.quarantined}") for record in segment.records()
+                (table, record, f"table is quarantined: {entry.quarantined}") for record in rows.records
             )
             return
         if entry is None:
-            entry = self._create_table(con, state, pending, table, segment)
+            entry = self._create_table(con, state, pending, table, rows)
         else:
-            reason = self._evolve_table(con, entry, pending, segment)
+            reason = self._evolve_table(con, entry, pending, rows)
             if reason is not None:
                 log.error("quarantining staging.%s: %s", table, reason)
                 entry.quarantined = reason
                 entry.dirty = True
                 pending.schema_changes.append((table, "quarantine", None, None, reason))
-                pending.quarantine.extend((table, record, reason) for record in segment.records())
+                pending.quarantine.extend((table, record, reason) for record in rows.records)
                 return
-        if segment.key_columns is not None and entry.primary_key != segment.key_columns:
-            entry.primary_key = segment.key_columns
+        if rows.key_columns is not None and entry.primary_key != rows.key_columns:
+            entry.primary_key = rows.key_columns
             entry.dirty = True
-        try:
-            arrow = segment_arrow(segment, batch_id)
-        except (pa.ArrowException, ValueError, TypeError, OverflowError):
-            segment, refused = split_unbuildable_rows(segment, batch_id)
-            pending.dead_letters.extend((row.record, reason) for row, reason in refused)
-            if not segment.rows:
-                return
-            arrow = segment_arrow(segment, batch_id)
-        casts = {name: column.sql for name, column in segment.columns.items() if column.sql}
-        self._insert(con, self.staging_table(table), arrow, casts=casts, extra="now() as _ingested_at")
+        pending.dead_letters.extend(rows.refused)
+        if not rows.count:
+            return
+        casts = {name: column.sql for name, column in rows.columns.items() if column.sql}
+        arrow = rows.landing_table(batch_id)
+        self._insert(con, self.staging_table(table), arrow, casts=casts, extra=INGESTED_AT)
 
     def _create_table(
         self,
@@ -471,40 +393,40 @@ class LakeSink:
         state: LakeState,
         pending: _Pending,
         table: str,
-        segment: Segment,
+        rows: ChangeRows,
     ) -> TableEntry:
-        topic, source_schema, source_table = segment.origin()
-        columns = [f"{quote_ident(c.name)} {c.duckdb_type}" for c in segment.columns.values()]
-        columns += [f"{name} {ddl}" for name, ddl in METADATA_DDL.items()]
+        origin = rows.origin
+        columns = [f"{quote_ident(c.name)} {c.duckdb_type}" for c in rows.columns.values()]
+        columns += contract.metadata_ddl()
         con.execute(f"create table if not exists {self.staging_table(table)} ({', '.join(columns)})")
         entry = TableEntry(
             table_name=table,
-            topic=topic,
-            source_schema=source_schema,
-            source_table=source_table,
-            primary_key=segment.key_columns,
-            columns={c.name.lower(): c.describe() for c in segment.columns.values()},
-            schema_mode=segment.mode,
+            topic=origin.topic,
+            source_schema=origin.source_schema,
+            source_table=origin.source_table,
+            primary_key=rows.key_columns,
+            columns={c.name.lower(): c.describe() for c in rows.columns.values()},
+            schema_mode=rows.mode,
             dirty=True,
         )
         state.tables[table] = entry
         pending.schema_changes.append((table, "create", None, None, None))
-        log.info("created staging.%s (%d columns, %s types)", table, len(segment.columns), segment.mode)
+        log.info("created staging.%s (%d columns, %s types)", table, len(rows.columns), rows.mode)
         return entry
 
     def _evolve_table(
-        self, con: duckdb.DuckDBPyConnection, entry: TableEntry, pending: _Pending, segment: Segment
+        self, con: duckdb.DuckDBPyConnection, entry: TableEntry, pending: _Pending, rows: ChangeRows
     ) -> str | None:
         """Add new columns and widen widened ones; return why not, if the change cannot be followed."""
         target = self.staging_table(entry.table_name)
         alterations: list[tuple[str, str, str | None, str]] = []
-        for column in segment.columns.values():
+        for column in rows.columns.values():
             known = entry.columns.get(column.name.lower())
             if known is None:
                 alterations.append(("add_column", column.name, None, column.duckdb_type))
                 continue
             old = known["type"]
-            if old == column.duckdb_type or self._fits(old, column.duckdb_type, segment.mode):
+            if old == column.duckdb_type or self._fits(old, column.duckdb_type, rows.mode):
                 continue
             if is_widening(old, column.duckdb_type):
                 alterations.append(("widen", known["name"], old, column.duckdb_type))
@@ -519,7 +441,7 @@ class LakeSink:
             else:
                 con.execute(f"alter table {target} alter column {quote_ident(name)} set type {new}")
             pending.schema_changes.append((entry.table_name, change, name, old, new))
-            described = segment.columns[name].describe() if name in segment.columns else {}
+            described = rows.columns[name].describe() if name in rows.columns else {}
             entry.columns[name.lower()] = {**entry.columns.get(name.lower(), {}), **described, "type": new}
             entry.dirty = True
             log.info("staging.%s: %s %s %s -> %s", entry.table_name, change, name, old or "", new)
@@ -540,84 +462,67 @@ class LakeSink:
         if failed:
             records, errors = zip(*failed, strict=True)
             arrow = deadletters.failed_records_arrow(records, errors, batch.batch_id)
-            target = self.bookkeeping(deadletters.DEAD_LETTERS_TABLE)
-            self._insert(con, target, arrow, extra="now() as failed_at")
+            self._insert_into(con, contract.DEAD_LETTERS, arrow)
         if pending.quarantine:
             tables, records, errors = zip(*pending.quarantine, strict=True)
             arrow = deadletters.failed_records_arrow(records, errors, batch.batch_id, tables=tables)
-            target = self.bookkeeping(deadletters.QUARANTINE_TABLE)
-            self._insert(con, target, arrow, extra="now() as failed_at")
+            self._insert_into(con, contract.QUARANTINE, arrow)
 
     def _insert_batch_row(
         self, con: duckdb.DuckDBPyConnection, batch: Batch, pending: _Pending, started: float
     ) -> None:
         """One row per committed batch (`ingest status`): its size and how long landing took."""
-        arrow = pa.table(
+        arrow = contract.BATCHES.arrow(
             {
-                "batch_id": pa.array([batch.batch_id], pa.int64()),
-                "records": pa.array([batch.size], pa.int64()),
-                "change_rows": pa.array([batch.change_rows], pa.int64()),
-                "dead_letters": pa.array([len(batch.dead_letters) + len(pending.dead_letters)], pa.int64()),
-                "quarantined": pa.array([len(pending.quarantine)], pa.int64()),
-                "started_at": pa.array([int(started * 1000)], UTC_MS),
-                "landing_ms": pa.array([(time.time() - started) * 1000], pa.float64()),
+                "batch_id": [batch.batch_id],
+                "records": [batch.size],
+                "change_rows": [batch.change_rows],
+                "dead_letters": [len(batch.dead_letters) + len(pending.dead_letters)],
+                "quarantined": [len(pending.quarantine)],
+                "started_at": [int(started * 1000)],
+                "landing_ms": [(time.time() - started) * 1000],
             }
         )
-        self._insert(con, self.bookkeeping(BATCHES_TABLE), arrow, extra="now() as committed_at")
+        self._insert_into(con, contract.BATCHES, arrow)
 
     def _insert_transactions(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> None:
         if not batch.transactions:
             return
         events = [t.event for t in batch.transactions]
-        arrow = pa.table(
+        arrow = contract.TRANSACTIONS.arrow(
             {
-                "status": pa.array([e.status for e in events], pa.string()),
-                "tx_id": pa.array([e.tx_id for e in events], pa.string()),
-                "id": pa.array([e.id for e in events], pa.string()),
-                "event_count": pa.array([e.event_count for e in events], pa.int64()),
-                "data_collections": pa.array(
-                    [
-                        None
-                        if e.data_collections is None
-                        else orjson.dumps([d.model_dump() for d in e.data_collections]).decode()
-                        for e in events
-                    ],
-                    pa.string(),
-                ),
-                "ts": pa.array([e.ts_ms for e in events], UTC_MS),
-                **_position_arrays([t.record for t in batch.transactions], batch.batch_id),
+                "status": [e.status for e in events],
+                "tx_id": [e.tx_id for e in events],
+                "id": [e.id for e in events],
+                "event_count": [e.event_count for e in events],
+                "data_collections": [
+                    None
+                    if e.data_collections is None
+                    else orjson.dumps([d.model_dump() for d in e.data_collections]).decode()
+                    for e in events
+                ],
+                "ts": [e.ts_ms for e in events],
+                **_position_values([t.record for t in batch.transactions], batch.batch_id),
             }
         )
-        self._insert(
-            con,
-            self.bookkeeping(TRANSACTIONS_TABLE),
-            arrow,
-            casts={"data_collections": "cast({} as json)"},
-            extra="now() as _ingested_at",
-        )
+        self._insert_into(con, contract.TRANSACTIONS, arrow, casts={"data_collections": "cast({} as json)"})
 
     def _insert_messages(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> None:
         if not batch.messages:
             return
         messages = [m.message for m in batch.messages]
-        arrow = pa.table(
+        arrow = contract.MESSAGES.arrow(
             {
-                "prefix": pa.array([m.message.prefix for m in messages], pa.string()),
-                "content": pa.array([m.message.content for m in messages], pa.string()),
-                "transactional": pa.array([m.transaction is not None for m in messages], pa.bool_()),
-                "tx_id": pa.array([m.source.tx_id for m in messages], pa.string()),
-                "lsn": pa.array([m.source.lsn for m in messages], pa.int64()),
-                "source_ts": pa.array([m.source.commit_ts_us for m in messages], UTC_US),
-                **_position_arrays([m.record for m in batch.messages], batch.batch_id),
+                "prefix": [m.message.prefix for m in messages],
+                "content": [m.message.content for m in messages],
+                "transactional": [m.transaction is not None for m in messages],
+                "tx_id": [m.source.tx_id for m in messages],
+                "lsn": [m.source.lsn for m in messages],
+                "source_ts": [m.source.commit_ts_us for m in messages],
+                **_position_values([m.record for m in batch.messages], batch.batch_id),
             }
         )
-        self._insert(
-            con,
-            self.bookkeeping(MESSAGES_TABLE),
-            arrow,
-            casts={"content": "from_base64({})"},
-            extra="now() as _ingested_at",
-        )
+        self._insert_into(con, contract.MESSAGES, arrow, casts={"content": "from_base64({})"})
 
     def _insert_schema_changes(
         self, con: duckdb.DuckDBPyConnection, pending: _Pending, batch_id: int
@@ -625,17 +530,17 @@ class LakeSink:
         if not pending.schema_changes:
             return
         tables, changes, names, olds, news = zip(*pending.schema_changes, strict=True)
-        arrow = pa.table(
+        arrow = contract.SCHEMA_CHANGES.arrow(
             {
-                "table_name": pa.array(tables, pa.string()),
-                "change": pa.array(changes, pa.string()),
-                "column_name": pa.array(names, pa.string()),
-                "old_type": pa.array(olds, pa.string()),
-                "new_type": pa.array(news, pa.string()),
-                "batch_id": pa.array([batch_id] * len(tables), pa.int64()),
+                "table_name": tables,
+                "change": changes,
+                "column_name": names,
+                "old_type": olds,
+                "new_type": news,
+                "batch_id": [batch_id] * len(tables),
             }
         )
-        self._insert(con, self.bookkeeping(SCHEMA_CHANGES_TABLE), arrow, extra="now() as changed_at")
+        self._insert_into(con, contract.SCHEMA_CHANGES, arrow)
 
     def _upsert_table_entries(self, con: duckdb.DuckDBPyConnection, state: LakeState) -> None:
         dirty = [e for e in state.tables.values() if e.dirty]
@@ -643,27 +548,29 @@ class LakeSink:
             return
         names = ", ".join(quote_literal(e.table_name) for e in dirty)
         con.execute(f"delete from {self.bookkeeping(TABLES_TABLE)} where table_name in ({names})")
-        arrow = pa.table(
+        arrow = contract.TABLES.arrow(
             {
-                "table_name": pa.array([e.table_name for e in dirty], pa.string()),
-                "topic": pa.array([e.topic for e in dirty], pa.string()),
-                "source_schema": pa.array([e.source_schema for e in dirty], pa.string()),
-                "source_table": pa.array([e.source_table for e in dirty], pa.string()),
-                "primary_key": pa.array([e.primary_key for e in dirty], pa.list_(pa.string())),
-                "columns": pa.array(
-                    [orjson.dumps(list(e.columns.values())).decode() for e in dirty], pa.string()
-                ),
-                "schema_mode": pa.array([e.schema_mode for e in dirty], pa.string()),
-                "quarantined": pa.array([e.quarantined for e in dirty], pa.string()),
+                "table_name": [e.table_name for e in dirty],
+                "topic": [e.topic for e in dirty],
+                "source_schema": [e.source_schema for e in dirty],
+                "source_table": [e.source_table for e in dirty],
+                "primary_key": [e.primary_key for e in dirty],
+                "columns": [orjson.dumps(list(e.columns.values())).decode() for e in dirty],
+                "schema_mode": [e.schema_mode for e in dirty],
+                "quarantined": [e.quarantined for e in dirty],
             }
         )
-        self._insert(
-            con,
-            self.bookkeeping(TABLES_TABLE),
-            arrow,
-            casts={"columns": "cast({} as json)"},
-            extra="now() as updated_at",
-        )
+        self._insert_into(con, contract.TABLES, arrow, casts={"columns": "cast({} as json)"})
+
+    def _insert_into(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        table: contract.Table,
+        arrow: pa.Table,
+        casts: dict[str, str] | None = None,
+    ) -> None:
+        """Insert into this sink's copy of a bookkeeping table; SQL fills what the contract says it fills."""
+        self._insert(con, self.bookkeeping(table.qualified), arrow, casts=casts, extra=table.at_insert)
 
     @staticmethod
     def _insert(
@@ -694,21 +601,13 @@ class LakeSink:
 def _landing_report(batch: Batch, pending: _Pending) -> LandingReport:
     report = LandingReport(batch.batch_id, batch.size)
     quarantined_tables = {table for table, _, _ in pending.quarantine}
-    refused = {(r.topic, r.partition, r.offset) for r, _ in pending.dead_letters}
     for table, segments in batch.segments.items():
         if table in quarantined_tables:
             continue
-        rows = [
-            r
-            for s in segments
-            for r in s.rows
-            if (r.record.topic, r.record.partition, r.record.offset) not in refused
-        ]
-        bulk = [s.bulk for s in segments if s.bulk is not None]  # never refused: built before landing
-        count = len(rows) + sum(b.arrow.num_rows for b in bulk)
+        count = sum(rows.count for rows in segments)  # refused rows are not in their `arrow`
         if count:
             report.rows[table] = count
-            times = [r.source_ts_us for r in rows] + [b.newest_source_ts_us() for b in bulk]
+            times = [rows.newest_source_ts_us() for rows in segments]
             newest = max((t for t in times if t is not None), default=None)
             if newest is not None:
                 report.newest_source_ts[table] = newest / 1_000_000
@@ -747,10 +646,10 @@ def _log_failed(pending: _Pending) -> None:
             )
 
 
-def _position_arrays(records: list[RawRecord], batch_id: int) -> dict[str, pa.Array]:
+def _position_values(records: list[RawRecord], batch_id: int) -> dict[str, list[Any]]:
     return {
-        "_kafka_topic": pa.array([r.topic for r in records], pa.string()),
-        "_kafka_partition": pa.array([r.partition for r in records], pa.int32()),
-        "_kafka_offset": pa.array([r.offset for r in records], pa.int64()),
-        "_batch_id": pa.array([batch_id] * len(records), pa.int64()),
+        "_kafka_topic": [r.topic for r in records],
+        "_kafka_partition": [r.partition for r in records],
+        "_kafka_offset": [r.offset for r in records],
+        "_batch_id": [batch_id] * len(records),
     }

@@ -24,6 +24,8 @@ from typing import Any
 import orjson
 import yaml
 
+from ingest.core import contract
+
 # The contract type of a staging type where the two differ (DuckDB's long names, types the lake cannot keep).
 _TYPE_ALIASES = {
     "timestamp with time zone": "timestamptz",
@@ -60,21 +62,8 @@ _HISTORY_BOOKKEEPING = [
 # position alone repeats when the broker or topic is replaced, the batch id does not.
 VERSION_POSITION = ("_cdc_batch_id", "_cdc_kafka_partition", "_cdc_kafka_offset")
 
-_STAGING_METADATA = [
-    ("_cdc_op", "Operation: r snapshot read, c create, u update, d delete, t truncate."),
-    ("_cdc_deleted", "True for a delete (_cdc_op = 'd')."),
-    ("_cdc_source_ts", "Commit time in the source."),
-    ("_cdc_lsn", "Position in the source log; null where the source has none."),
-    ("_cdc_tx_id", "Source transaction id."),
-    ("_cdc_snapshot", "The event comes from a snapshot."),
-    ("_cdc_unavailable_columns", "Columns Debezium did not send (unchanged TOAST values); NULL in this row."),
-    ("_kafka_topic", "Kafka topic of the event."),
-    ("_kafka_partition", "Kafka partition of the event."),
-    ("_kafka_offset", "Kafka offset of the event; (topic, partition, offset) is unique."),
-    ("_kafka_timestamp", "Timestamp of the Kafka record."),
-    ("_batch_id", "Ingester micro-batch that landed the row; batches commit in increasing order."),
-    ("_ingested_at", "When the batch was committed to the lake."),
-]
+# Documented in every staging source as the contract defines them.
+_STAGING_METADATA = [(column.name, column.meaning) for column in contract.STAGING_METADATA]
 
 
 @dataclass(frozen=True)
