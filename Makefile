@@ -38,6 +38,7 @@ lint: install
 	$(BIN)/ruff format --check ingest pytests bench
 	# The layers of ingest/ (docs/architecture.md): core imports nothing above it, production no dev tools.
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	# Against an empty throwaway lake, so the result does not depend on what the dev lake holds.
 	INGEST_LAKE__CATALOG_DATABASE=sqlfluff INGEST_LAKE__DATA_PATH=.lake/sqlfluff-data \
 		$(BIN)/sqlfluff lint models macros tests

@@ -65,7 +65,8 @@ class Segment:
     def close(self) -> ChangeRows:
         """The rows, columnar. Rows Arrow refuses (a value the decoder let through by mistake) are set
         apart with the reason, so that one bad value costs one dead letter instead of the whole batch."""
-        kept, refused = self, []
+        kept: Segment = self
+        refused: list[tuple[ChangeRow, str]] = []
         try:
             arrow = _arrow(self)
         except _UNBUILDABLE:

@@ -21,7 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from ingest.core.batch import Batch
 from ingest.core.config import IngestSettings
-from ingest.core.decode import DeadLetter, Decoder, to_record
+from ingest.core.decode import DeadLetter, Decoder, position, to_record
 from ingest.core.decode_sql import BulkDecoder, Chunk
 from ingest.core.flush import Flush, FlushPolicy, FlushState
 from ingest.core.logs import OffsetRuns, event_fields, event_ref
@@ -268,13 +268,12 @@ class Ingester:
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
-                    at_eof.add((message.topic(), message.partition()))
+                    at_eof.add(position(message)[:2])
                     continue
                 self._on_consumer_error(message, error)
                 continue
-            topic, partition = message.topic(), message.partition()
+            topic, partition, offset = position(message)
             at_eof.discard((topic, partition))
-            offset = message.offset()
             if offset < self.positions.get((topic, partition), 0):
                 self.stats.already_landed += 1
                 self._dropped.add(topic, partition, offset)
@@ -324,7 +323,7 @@ class Ingester:
     def _decode_into(self, batch: Batch, message: Message) -> None:
         decoded = self.decoder.decode(to_record(message))
         if isinstance(decoded, DeadLetter):
-            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            topic, partition, offset = position(message)
             log.warning(
                 "dead letter %s: %s",
                 event_ref(topic, partition, offset),
@@ -534,14 +533,15 @@ class Ingester:
         )
 
     def _on_consumer_error(self, message: Message, error: KafkaError) -> None:
-        where = event_ref(message.topic(), message.partition(), message.offset())
+        topic, partition, offset = position(message)
+        where = event_ref(topic, partition, offset)
         if error.code() in (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError._AUTO_OFFSET_RESET):
-            raise IngestError(self._lost_data_message(message.topic(), message.partition(), error.str()))
+            raise IngestError(self._lost_data_message(topic, partition, error.str()))
         if error.fatal():
             raise IngestError(f"{where}: fatal consumer error: {error.str()}")
         log.warning(
             "%s: consumer error: %s",
             where,
             error.str(),
-            extra=event_fields(message.topic(), message.partition(), message.offset()),
+            extra=event_fields(topic, partition, offset),
         )

@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import Any, cast, overload
 
 import orjson
 from confluent_kafka import Message
@@ -84,15 +84,24 @@ def connect_halves(value: bytes) -> tuple[bytes, bytes] | None:
     return None
 
 
+def position(message: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed message. librdkafka sets all three on every record; only a
+    client-level error can lack them, and then they read as ("", -1, -1)."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    return topic or "", -1 if partition is None else partition, -1 if offset is None else offset
+
+
 def to_record(message: Message) -> RawRecord:
     timestamp_type, timestamp = message.timestamp()
+    topic, partition, offset = position(message)
     return RawRecord(
-        topic=message.topic(),
-        partition=message.partition(),
-        offset=message.offset(),
+        topic=topic,
+        partition=partition,
+        offset=offset,
         key=message.key(),
         value=message.value(),
-        headers=message.headers(),
+        # a consumed record's headers are (name, bytes | None) pairs; the str and dict forms are producers'
+        headers=cast("Sequence[tuple[str, bytes | None]] | None", message.headers()),
         timestamp_ms=timestamp if timestamp_type else None,
     )
 
@@ -511,7 +520,9 @@ _BIG_INTEGER_CANDIDATE = re.compile(rb"[:,\[]\s*-?\d{19,}(?![\d.eE])")
 _INT64 = range(_INT64_MIN, _INT64_MAX + 1)
 
 
-def _reject_wide_integers(value: bytes) -> None:
+def _reject_wide_integers(value: bytes | None) -> None:
+    if value is None:  # a tombstone carries no value to check
+        return
     if _BIG_INTEGER_CANDIDATE.search(value) and _integer_beyond_64_bits(value):
         raise DecodeError("an integer in the value is beyond the 64-bit range of any Connect type")
 

@@ -38,6 +38,7 @@ from ingest.core.decode import (
     Decoder,
     MessageRecords,
     connect_halves,
+    position,
     to_record,
 )
 from ingest.core.plain import CHANGE_OPS, TRANSACTION_INT_FIELDS
@@ -163,9 +164,9 @@ class Chunk:
 
     @classmethod
     def of(cls, messages: Sequence[Message]) -> Chunk:
+        positions = [position(m) for m in messages]
         values = [m.value() for m in messages]
-        partitions = [m.partition() for m in messages]
-        return cls(list(messages), values, partitions, [m.offset() for m in messages])
+        return cls(list(messages), values, [p for _, p, _ in positions], [o for _, _, o in positions])
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -263,7 +264,8 @@ class BulkDecoder:
             return rows if rows is not None else self._fallback(topic, "a row is not plain")
         return self._fallback(topic, "its columns keep changing")
 
-    def _fallback(self, topic: str, why: str) -> None:
+    def _fallback(self, topic: str, why: str) -> ChangeRows | None:
+        """None: the chunk goes to the Python decoder record by record (logged with the reason)."""
         log.debug("a chunk of %s is decoded in Python: %s", topic, why)
         return None
 

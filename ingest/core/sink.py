@@ -26,7 +26,7 @@ from ingest.core import contract, deadletters, offsets
 from ingest.core.batch import Batch
 from ingest.core.config import LakeSettings
 from ingest.core.decode import RawRecord
-from ingest.core.lake import LAKE, qualified, quote_ident, quote_literal
+from ingest.core.lake import LAKE, qualified, quote_ident, quote_literal, scalar
 from ingest.core.logs import event_fields, event_ref, offset_runs
 from ingest.core.rows import ChangeRows
 from ingest.core.typemap import is_widening
@@ -188,7 +188,7 @@ class LakeSink:
         rows), so it is skipped when the only commit since this writer's last checked batch is that batch
         itself: DuckLake numbers snapshots one by one, so snapshot = checked + 1 means nobody else
         committed."""
-        snapshot = con.execute(f"select id from {LAKE}.current_snapshot()").fetchone()[0]
+        snapshot = scalar(con, f"select id from {LAKE}.current_snapshot()")
         if self._checked_snapshot is not None and snapshot == self._checked_snapshot + 1:
             return snapshot
         current = offsets.read_generation(con, self.table_prefix + "_cdc_offsets")
@@ -255,11 +255,8 @@ class LakeSink:
         self._retrying(f"land batch {batch.batch_id} ({batch.size} records)", land)
 
     def _batch_landed(self, batch_id: int) -> bool:
-        return bool(
-            self.con.execute(
-                f"select count(*) from {self.bookkeeping(BATCHES_TABLE)} where batch_id = ?", [batch_id]
-            ).fetchone()[0]
-        )
+        landed = f"select count(*) from {self.bookkeeping(BATCHES_TABLE)} where batch_id = {int(batch_id)}"
+        return bool(scalar(self.con, landed))
 
     def _retrying(self, what: str, action: Callable[[], Any]) -> Any:
         """Retry commit conflicts `commit_retries` times with backoff; wait for an unreachable catalog as long
