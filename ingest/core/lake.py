@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from ingest.core.config import IngestSettings
 
@@ -69,6 +70,32 @@ def connection_config(settings: IngestSettings) -> dict[str, str | bool | int | 
         "autoinstall_known_extensions": "false",
         "autoload_known_extensions": "true",
     }
+
+
+def insert_arrow(
+    con: duckdb.DuckDBPyConnection,
+    target: str,
+    arrow: pa.Table,
+    casts: dict[str, str] | None = None,
+    extra: str | None = None,
+) -> None:
+    """`insert into target by name select ... from arrow`, applying per-column SQL conversions (`casts`,
+    "{}" standing for the column) and `extra` select items (what SQL fills, e.g. `now() as landed_at`)."""
+    casts = casts or {}
+    select = [
+        f"{casts[name].format(quote_ident(name))} as {quote_ident(name)}"
+        if name in casts
+        else quote_ident(name)
+        for name in arrow.column_names
+    ]
+    if extra:
+        select.append(extra)
+    view = "_insert_arrow"
+    con.register(view, arrow)
+    try:
+        con.execute(f"insert into {target} by name select {', '.join(select)} from {view}")
+    finally:
+        con.unregister(view)
 
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:

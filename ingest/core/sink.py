@@ -26,7 +26,7 @@ from ingest.core import contract, deadletters, offsets
 from ingest.core.batch import Batch
 from ingest.core.config import LakeSettings
 from ingest.core.decode import RawRecord
-from ingest.core.lake import LAKE, qualified, quote_ident, quote_literal, scalar
+from ingest.core.lake import LAKE, insert_arrow, qualified, quote_ident, quote_literal, scalar
 from ingest.core.logs import event_fields, event_ref, offset_runs
 from ingest.core.rows import ChangeRows
 from ingest.core.typemap import is_widening
@@ -382,7 +382,7 @@ class LakeSink:
             return
         casts = {name: column.sql for name, column in rows.columns.items() if column.sql}
         arrow = rows.landing_table(batch_id)
-        self._insert(con, self.staging_table(table), arrow, casts=casts, extra=INGESTED_AT)
+        insert_arrow(con, self.staging_table(table), arrow, casts=casts, extra=INGESTED_AT)
 
     def _create_table(
         self,
@@ -567,32 +567,7 @@ class LakeSink:
         casts: dict[str, str] | None = None,
     ) -> None:
         """Insert into this sink's copy of a bookkeeping table; SQL fills what the contract says it fills."""
-        self._insert(con, self.bookkeeping(table.qualified), arrow, casts=casts, extra=table.at_insert)
-
-    @staticmethod
-    def _insert(
-        con: duckdb.DuckDBPyConnection,
-        target: str,
-        arrow: pa.Table,
-        casts: dict[str, str] | None = None,
-        extra: str | None = None,
-    ) -> None:
-        """`insert into target by name select ... from arrow`, applying per-column SQL conversions."""
-        casts = casts or {}
-        select = [
-            f"{casts[name].format(quote_ident(name))} as {quote_ident(name)}"
-            if name in casts
-            else quote_ident(name)
-            for name in arrow.column_names
-        ]
-        if extra:
-            select.append(extra)
-        view = "_landing_batch"
-        con.register(view, arrow)
-        try:
-            con.execute(f"insert into {target} by name select {', '.join(select)} from {view}")
-        finally:
-            con.unregister(view)
+        insert_arrow(con, self.bookkeeping(table.qualified), arrow, casts=casts, extra=table.at_insert)
 
 
 def _landing_report(batch: Batch, pending: _Pending) -> LandingReport:

@@ -26,11 +26,12 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from ingest.core import offsets
+from ingest.core import contract, offsets
 from ingest.core.batch import Batch
 from ingest.core.config import IngestSettings
 from ingest.core.deadletters import DEAD_LETTERS_TABLE, QUARANTINE_TABLE, RESOLUTIONS_TABLE
 from ingest.core.decode import DeadLetter, Decoder, RawRecord, Skipped
+from ingest.core.lake import insert_arrow
 from ingest.core.sink import LakeSink
 
 KINDS = {"dl": DEAD_LETTERS_TABLE, "q": QUARANTINE_TABLE}
@@ -254,13 +255,7 @@ def _insert_resolutions(
             "batch_id": pa.array([batch_id] * len(events), pa.int64()),
         }
     )
-    con.register("_resolutions", arrow)
-    try:
-        con.execute(
-            f"insert into {RESOLUTIONS_TABLE} by name select *, now() as resolved_at from _resolutions"
-        )
-    finally:
-        con.unregister("_resolutions")
+    insert_arrow(con, contract.RESOLUTIONS.qualified, arrow, extra=contract.RESOLUTIONS.at_insert)
 
 
 def _advance_batch_id(
@@ -270,13 +265,7 @@ def _advance_batch_id(
     stored = offsets.load_positions(con)
     current = {tp: stored.get(tp, next_offset) for tp, next_offset in positions.items()}
     arrow = offsets.positions_arrow(current, batch_id)
-    con.register("_retry_offsets", arrow)
-    try:
-        con.execute(
-            f"insert into {offsets.OFFSETS_TABLE} by name select *, now() as committed_at from _retry_offsets"
-        )
-    finally:
-        con.unregister("_retry_offsets")
+    insert_arrow(con, contract.OFFSETS.qualified, arrow, extra=contract.OFFSETS.at_insert)
 
 
 def describe(event: FailedEvent) -> dict[str, object]:
