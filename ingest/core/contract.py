@@ -271,7 +271,44 @@ BATCHES = Table(
         _now("committed_at", "When it committed (in the batch's transaction)."),
     ),
 )
-# In creation order. `_cdc_runs` and `_cdc_dbt_builds` belong to ingest.ops (status, dbt_plugin).
+_HOST = _column("host", "VARCHAR", pa.string(), "Host name of the process.")
+_PID = _column("pid", "INTEGER", pa.int32(), "Its process id.")
+RUNS = Table(
+    "_cdc_runs",
+    "`ingest run` process",
+    (
+        _column("run_id", "VARCHAR", pa.string(), "A fresh id per run."),
+        _column("target", "VARCHAR", pa.string(), "The profile target it ran with."),
+        _HOST,
+        _PID,
+        _column("started_at", "TIMESTAMPTZ", UTC_US, "When it started."),
+        _column("stopped_at", "TIMESTAMPTZ", UTC_US, "When it stopped (NULL while it runs).", null=True),
+        _column("exit_status", "VARCHAR", pa.string(), "How it stopped.", null=True),
+        _column("metrics_port", "INTEGER", pa.int32(), "Its metrics endpoint's port.", null=True),
+        _column("dbt_build_every", "VARCHAR", pa.string(), "Continuous builds' interval.", null=True),
+    ),
+)
+DBT_BUILDS = Table(
+    "_cdc_dbt_builds",
+    "dbt invocation that reached the lake",
+    (
+        _column("invocation_id", "VARCHAR", pa.string(), "dbt's invocation id."),
+        _column("command", "VARCHAR", pa.string(), "build, run, test, seed or snapshot."),
+        _column("target", "VARCHAR", pa.string(), "The profile target."),
+        _column("status", "VARCHAR", pa.string(), "Its result."),
+        _column("requested_at", "TIMESTAMPTZ", UTC_US, "When dbt started."),
+        _column("started_at", "TIMESTAMPTZ", UTC_US, "When it took the run lock."),
+        _column("finished_at", "TIMESTAMPTZ", UTC_US, "When it finished."),
+        _column("elapsed_s", "DOUBLE", pa.float64(), "Seconds from the lock to the end."),
+        _column("selection", "VARCHAR", pa.string(), "Its --select.", null=True),
+        _column("counts", "JSON", pa.string(), "Nodes per status, from run_results.json.", null=True),
+        _column("message", "VARCHAR", pa.string(), "What went wrong, if anything.", null=True),
+        _column("trigger", "VARCHAR", pa.string(), "Who started it (by hand, continuous, ...)."),
+        _HOST,
+        _PID,
+    ),
+)
+# In creation order, by the sink. RUNS and DBT_BUILDS are created by ingest.ops (status, dbt_plugin).
 BOOKKEEPING: tuple[Table, ...] = (
     OFFSETS,
     DEAD_LETTERS,

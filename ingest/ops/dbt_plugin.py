@@ -27,29 +27,15 @@ from typing import Any
 
 from dbt.adapters.duckdb.plugins import BasePlugin
 
+from ingest.core import contract
 from ingest.core.config import IngestSettings, load_settings
 from ingest.core.lake import LAKE, connection_config, install_extensions
 from ingest.embedded.catalog import catalog_dsn
 
 log = logging.getLogger(__name__)
 
-BUILDS_TABLE = f"{LAKE}.staging._cdc_dbt_builds"
-BUILDS_DDL = f"""create table if not exists {BUILDS_TABLE} (
-    invocation_id varchar not null,
-    command varchar not null,
-    target varchar not null,
-    status varchar not null,
-    requested_at timestamptz not null,
-    started_at timestamptz not null,
-    finished_at timestamptz not null,
-    elapsed_s double not null,
-    selection varchar,
-    counts json,
-    message varchar,
-    trigger varchar not null,
-    host varchar not null,
-    pid integer not null
-)"""
+BUILDS_TABLE = contract.DBT_BUILDS.qualified
+BUILDS_DDL = contract.DBT_BUILDS.ddl
 RECORDED_COMMANDS = ("build", "run", "test", "seed", "snapshot")
 FAILED_STATUSES = ("error", "fail", "runtime error")
 # Set by `ingest run --dbt-build-every` for the builds it starts; a build by hand is "manual".

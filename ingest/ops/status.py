@@ -32,24 +32,15 @@ import duckdb
 import psutil
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from ingest.core import contract
 from ingest.core.config import IngestSettings
 from ingest.core.lake import LAKE, quote_ident, quote_literal
 from ingest.core.logs import scrub
 
 log = logging.getLogger(__name__)
 
-RUNS_TABLE = f"{LAKE}.staging._cdc_runs"
-RUNS_DDL = f"""create table if not exists {RUNS_TABLE} (
-    run_id varchar not null,
-    target varchar not null,
-    host varchar not null,
-    pid integer not null,
-    started_at timestamptz not null,
-    stopped_at timestamptz,
-    exit_status varchar,
-    metrics_port integer,
-    dbt_build_every varchar
-)"""
+RUNS_TABLE = contract.RUNS.qualified
+RUNS_DDL = contract.RUNS.ddl
 PROBE_TIMEOUT_S = 5.0
 
 
