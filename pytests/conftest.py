@@ -219,14 +219,26 @@ def warm_up(lake) -> None:
 
 def kill_ingester_repeatedly(
     lake, kills: int, rng, env: dict[str, str] | None = None, alive_s: tuple[float, float] = (1.0, 3.5)
-) -> None:
+) -> list[tuple[float, float]]:
     """Start `ingest run` and SIGKILL it after a random time, `kills` times: kills land in start-up, while a
-    batch is gathered and inside commits. Call `warm_up` first."""
+    batch is gathered and inside commits. Returns each process's lifetime (epoch seconds from start to
+    kill). Call `warm_up` first."""
+    lifetimes = []
     for _ in range(kills):
+        started = time.time()
         process = start_ingest(lake, "run", env=env)
         time.sleep(rng.uniform(*alive_s))
         process.send_signal(signal.SIGKILL)
         process.wait()
+        lifetimes.append((started, time.time()))
+    return lifetimes
+
+
+def processes_that_landed(lake, lifetimes: list[tuple[float, float]]) -> int:
+    """How many of the killed processes committed at least one batch while they lived (batch commit times
+    against each lifetime): more than one means a kill interrupted a stream another process resumed."""
+    committed = [row[0] for row in lake.query("select epoch(committed_at) from lake.staging._cdc_batches")]
+    return sum(any(start <= at <= end for at in committed) for start, end in lifetimes)
 
 
 def wait_for(condition, timeout_s: float, what: str) -> None:

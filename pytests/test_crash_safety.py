@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 from conftest import (
     assert_staging_exactly_once,
     kill_ingester_repeatedly,
+    processes_that_landed,
     produce_items,
     read_topics,
     start_generator,
@@ -79,7 +80,9 @@ def produce_numbered(
         )
         if item_id % 500 == 0:
             producer.poll(0)
-            time.sleep(0.05)  # about 10k events/s: the stream keeps flowing across the kills
+            # about 1,400 events/s: 30,000 events take ~20 s, so the stream flows across the kills
+            # (8 lives of 1-5 s) instead of ending before the second one
+            time.sleep(0.35)
     producer.flush(60)
     done.set()
 
@@ -97,7 +100,7 @@ def test_kill_minus_nine_loses_and_duplicates_nothing(lake):
     )
     producer.start()
     rng = random.Random(int(os.environ.get("CRASH_TEST_SEED", "7")))
-    kill_ingester_repeatedly(lake, KILLS, rng, env=FAST_BATCHES, alive_s=(1.0, 5.0))
+    lifetimes = kill_ingester_repeatedly(lake, KILLS, rng, env=FAST_BATCHES, alive_s=(1.0, 5.0))
     producer.join(120)
     assert done.is_set() and len(delivered) == EVENTS
     landed_while_killing = lake.query("select count(*) from lake.staging.inventory__items")[0][0]
@@ -109,8 +112,9 @@ def test_kill_minus_nine_loses_and_duplicates_nothing(lake):
     assert len(rows) == len(landed), "a record landed twice"
     assert landed == delivered, "staging differs from what was produced"
     assert_staging_exactly_once(lake, read_topics(lake))
-    batches = lake.query("select count(distinct _batch_id) from lake.staging.inventory__items")[0][0]
-    assert batches > KILLS, "the kills did not interrupt a stream of batches"
+    # Under load start-up alone can outlast a process's life: what matters is that at least one kill hit
+    # a process that was landing and a later process resumed after it (not how many batches there were).
+    assert processes_that_landed(lake, lifetimes) >= 2, "the kills did not interrupt a stream of batches"
 
 
 @pytest.mark.soak

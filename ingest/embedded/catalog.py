@@ -7,6 +7,7 @@ started it, so the ingester, `dbt build` and analysts share it; `ingest down` st
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import signal
 import time
@@ -37,7 +38,16 @@ class EmbeddedCatalog:
         self.database = database
 
     def start(self) -> str:
-        """Start the server if needed, create the catalog database, return its libpq connection string."""
+        """Start the server if needed, create the catalog database, return its libpq connection string.
+
+        Processes starting it at the same moment (a second `ingest run`, dbt, `ingest sql`) take turns on a
+        lock file: pgserver's start is not safe against a concurrent one (it asserted in the loser)."""
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        with (self.pgdata.parent / "catalog.start.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+            return self._start()
+
+    def _start(self) -> str:
         was_running = self.status().running
         server = self._server()
         if not was_running:
