@@ -123,6 +123,10 @@ def lake(state_dir: Path, catalog: EmbeddedCatalog, broker: EmbeddedBroker, tmp_
         "INGEST_LAKE__CATALOG_DATABASE": f"lake_{os.getpid()}_{number}",
         "INGEST_LAKE__DATA_PATH": str(tmp_path / "data"),
         "INGEST_BATCH__MAX_MS": "200",
+        # The dev broker answers a group join after session.timeout.ms/2 (../shared/research/tansu.md): 1 s
+        # joins instead of 3 s for every ingester a test starts. Kafka itself would refuse < 6000.
+        "INGEST_KAFKA__SESSION_TIMEOUT_MS": "1000",
+        "INGEST_KAFKA__HEARTBEAT_INTERVAL_MS": "250",
         # Any free port: test ingesters never collide with each other or with a dev ingester on 9464.
         "INGEST_METRICS_PORT": "0",
     }

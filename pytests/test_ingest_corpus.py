@@ -7,6 +7,7 @@ from uuid import UUID
 
 import orjson
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from conftest import CORPUS, VARIANTS, send, with_schema
 from ingest.devtools.corpus import produce, read_variant
@@ -144,11 +145,29 @@ def test_precise_schemas_typed_values_match_the_sql(lake):
     assert truncate == [(1,)]
 
 
+def rewind_group_offsets(lake) -> None:
+    """Commit offset 0 for every partition of the lake's topics under its consumer group."""
+    config = {"bootstrap.servers": lake.settings.kafka.bootstrap_servers, "group.id": lake.settings.group_id}
+    consumer = Consumer(config)
+    try:
+        topics = consumer.list_topics(timeout=10).topics
+        rewound = [
+            TopicPartition(name, partition, 0)
+            for name, topic in topics.items()
+            if name.startswith(lake.topic_prefix)
+            for partition in topic.partitions
+        ]
+        assert rewound
+        consumer.commit(offsets=rewound, asynchronous=False)
+    finally:
+        consumer.close()
+
+
 def test_rereading_from_offset_zero_adds_nothing(lake):
     land_variant(lake, "precise-noschemas")
     before = lake.query("select count(*) from lake.staging.inventory__customers")
-    # Forget the broker group entirely and read every topic again from the start: positions live in the lake.
-    lake.env["INGEST_GROUP_ID"] = lake.topic_prefix + "-another-group"
+    # Rewind the group's offsets on the broker to 0 for every partition: positions live in the lake.
+    rewind_group_offsets(lake)
     result = lake.ingest("run", "--until-caught-up")
     assert lake.query("select count(*) from lake.staging.inventory__customers") == before
     assert "0 records" in result.stderr

@@ -10,6 +10,7 @@ import typer
 
 from ingest.cli.app import LogFormat, TargetOption, app, ensure_broker, fail, log, settings_for, setup_logging
 from ingest.core.consumer import Ingester, IngestError
+from ingest.core.ownership import Member, WrongGroup
 from ingest.core.sink import LakeSink, LandingError
 
 
@@ -77,7 +78,8 @@ def run(
             fail(str(error))
         # started last before the try below: its finally stops it (a non-daemon thread would keep us alive)
         maintenance = run_periodically(lambda: connect_lake(settings), every, older_than, stop)
-    sink = LakeSink.for_lake(lambda: connect_lake(settings), settings.lake)
+    member = Member.this_process(settings.group_id, services.run_id)
+    sink = LakeSink.for_lake(lambda: connect_lake(settings), settings.lake, member=member)
     outcome = "stopped"
     try:
         services.start()
@@ -88,7 +90,7 @@ def run(
             metrics=services.metrics,
             on_batch=services.on_batch,
         ).run(until_caught_up, stop)
-    except (IngestError, LandingError) as error:
+    except (IngestError, LandingError, WrongGroup) as error:
         log.error("%s", error)
         outcome = f"error: {error}"
         raise typer.Exit(2) from None

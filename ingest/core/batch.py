@@ -102,6 +102,9 @@ class Batch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    # The lake's positions of the batch's partitions when it was handed to the writer (None: nothing landed
+    # yet); the batch commits only if they are still the lake's (another member may have landed them).
+    started_from: dict[tuple[str, int], int | None] | None = None
     size: int = 0
     change_rows: int = 0
     # Per table, its last segment while it takes rows decoded in Python (its ChangeRows come after the

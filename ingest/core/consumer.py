@@ -1,10 +1,14 @@
 """The consumer loop: read Kafka, decode, close micro-batches at N events or T milliseconds, land them.
 
-Positions come from the lake, never from the broker: on start the ingester assigns every partition of the
-matched topics at the offset stored with the last landed batch (or the beginning), and any record below that
-offset is dropped, so re-reading a topic adds nothing. Broker-side group commits are made after each landed
-batch only so that standard lag tooling works. A stored offset beyond the log's end (the broker lost data)
-stops the ingester with an explanation instead of silently re-reading or skipping.
+The ingesters of a lake form one consumer group (`group_id`) and split the partitions of the matched topics
+(cooperative-sticky: a rebalance moves only the partitions that change hands). Positions come from the lake,
+never from the broker: a member seeks each partition it is given to the offset stored with the last landed
+batch (or the beginning), and any record below that offset is dropped, so re-reading adds nothing. Before it
+gives a partition up it lands what it holds; a member that lost its partitions (paused past the session
+timeout) drops what it holds, and the lake's fence (ownership.py) refuses any batch of it that would land a
+partition twice. Broker-side group commits are made after each landed batch only so that standard lag
+tooling works. A stored offset beyond the log's end (the broker lost data) stops the ingester with an
+explanation instead of silently re-reading or skipping.
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ def consumer_config(settings: IngestSettings) -> dict[str, str | bool | int]:
             "enable.partition.eof": True,
             # Every partition is assigned at an explicit offset; an invalid one must surface as an error.
             "auto.offset.reset": "error",
+            # A rebalance moves only the partitions that change owner; the others keep landing.
+            "partition.assignment.strategy": "cooperative-sticky",
         }
     )
     return config
@@ -113,6 +119,7 @@ class Ingester:
         on_batch: Callable[[Batch, float], None] | None = None,
         from_beginning: bool = False,
         metrics: IngestMetrics | None = None,
+        share_partitions: bool = True,
     ) -> None:
         self.settings = settings
         self.sink = sink
@@ -125,6 +132,9 @@ class Ingester:
         self.on_batch = on_batch
         # Re-read from offset 0; what is already landed is still recognised by its stored position.
         self.from_beginning = from_beginning
+        # Join the group and land only the partitions it gives this member; False: take every partition
+        # (`ingest replay`, which lands beside the live tables and is the only writer of its own).
+        self.share_partitions = share_partitions
         self.stats = RunStats()
         self.positions: Positions = {}
         self.assigned: set[tuple[str, int]] = set()
@@ -140,6 +150,15 @@ class Ingester:
         if metrics is not None and sink.on_retry is None:
             sink.on_retry = lambda _error, _attempt: metrics.commit_retries.inc()
         self._dropped = OffsetRuns()  # already landed, not logged yet
+        self._hand = _InHand(Batch(0))
+        self._at_eof: set[tuple[str, int]] = set()
+        self._subscribed: list[str] = []
+        self._assignment_seen = False
+        self._closing = False
+        # An exception raised inside a rebalance callback, re-raised once consume() returns.
+        self._callback_error: BaseException | None = None
+        self.not_owned = 0  # records read of partitions this member no longer owns (dropped)
+        self._conflicts_counted = 0
 
     # ----------------------------------------------------------------------------------------- run
     def run(self, until_caught_up: bool = False, stop: threading.Event | None = None) -> RunStats:
@@ -155,12 +174,14 @@ class Ingester:
             self._decoding = ThreadPoolExecutor(1, thread_name_prefix="sql-decoder")
         try:
             self._refresh_assignment()
-            if not self.assigned:
+            if not self.assigned and not self._subscribed:
                 log.warning(
                     "no topic matches %r on %s", self.settings.topics, self.settings.kafka.bootstrap_servers
                 )
             self._loop(until_caught_up, stop)
+            self._wait_for_first_assignment()
         finally:
+            self._closing = True
             if self._landing is not None:  # the loop failed: let the write in flight end before closing
                 self._landing[0].exception()
                 self._landing = None
@@ -179,14 +200,15 @@ class Ingester:
         """Consume, decode, add to the batch, ask the flush policy, land; return once all read has landed."""
         assert self._consumer is not None
         policy = FlushPolicy.of(self.settings.batch, until_caught_up)
-        hand = _InHand(Batch(self._next_batch_id))
-        at_eof: set[tuple[str, int]] = set()
+        hand = self._hand = _InHand(Batch(self._next_batch_id))
+        at_eof = self._at_eof
         next_refresh = time.monotonic() + METADATA_REFRESH_S
         next_log_end_check = time.monotonic() + LOG_END_CHECK_S
         while True:
             polled_at = time.monotonic()
             ask = policy.next_read(self._flush_state(hand, polled_at))
             messages = self._consumer.consume(ask.count, timeout=ask.timeout_s)
+            hand = self._hand  # a rebalance callback may have landed or dropped what was in hand
             if messages and self.stats.first_read_at is None:
                 self.stats.first_read_at = time.monotonic()
             # The last call's records join the batch before anything read after them (positions never skip).
@@ -195,8 +217,9 @@ class Ingester:
             if hand.reading.count and hand.opened_at is None:
                 hand.opened_at = polled_at  # dated from the call (see FlushState.age_s)
             now = time.monotonic()
-            flush = policy.decide(self._flush_state(hand, now, stop.is_set(), self.assigned <= at_eof))
+            flush = policy.decide(self._flush_state(hand, now, stop.is_set(), self._caught_up()))
             try:
+                self._raise_callback_error()
                 self._flush(flush, hand, polled_at)
                 # Wait for the last batch when finishing; else account for one that has landed meanwhile.
                 if flush.stops or not self._writer_busy():
@@ -254,6 +277,30 @@ class Ingester:
         hand.batch, hand.reading, hand.opened_at = Batch(self._next_batch_id), _Read(), None
         at_eof.clear()
 
+    def _wait_for_first_assignment(self) -> None:
+        """A member stopping in the middle of its first join waits for the join to finish before it
+        leaves: the dev broker (Tansu) never completes a join round in which a member left, and the whole
+        group then stays without partitions (docs/scale-out.md). What it reads meanwhile is not landed."""
+        if not self.share_partitions or not self._subscribed or self._assignment_seen:
+            return
+        assert self._consumer is not None
+        session_s = int(self.settings.kafka.client.get("session.timeout.ms", "45000")) / 1000
+        deadline = time.monotonic() + 2 * session_s + 5
+        while not self._assignment_seen and time.monotonic() < deadline:
+            self._consumer.consume(500, timeout=0.2)
+        self._drop_hand()
+
+    def _caught_up(self) -> bool:
+        """Every owned partition is read to its end (a group member first has to be given its share)."""
+        # Subscribed to nothing (no topic matches): nothing to wait for.
+        joined = self._assignment_seen or not self.share_partitions or not self._subscribed
+        return joined and self.assigned <= self._at_eof
+
+    def _raise_callback_error(self) -> None:
+        error, self._callback_error = self._callback_error, None
+        if error is not None:
+            raise error
+
     def _writer_busy(self) -> bool:
         """The previous batch is still landing."""
         return self._landing is not None and not self._landing[0].done()
@@ -273,6 +320,9 @@ class Ingester:
                 self._on_consumer_error(message, error)
                 continue
             topic, partition, offset = position(message)
+            if (topic, partition) not in self.assigned:  # fetched before a rebalance took it away
+                self.not_owned += 1
+                continue
             at_eof.discard((topic, partition))
             if offset < self.positions.get((topic, partition), 0):
                 self.stats.already_landed += 1
@@ -340,6 +390,7 @@ class Ingester:
             return
         self._finish_landing()
         batch = hand.batch
+        batch.started_from = {tp: self.positions.get(tp) for tp in batch.next_offsets}
         self._next_batch_id = batch.batch_id + 1
         self._landing = (self._writer.submit(self._write, batch), batch)
         hand.batch = Batch(self._next_batch_id)
@@ -358,6 +409,7 @@ class Ingester:
         self._landing = None
         elapsed = future.result()
         self.positions.update(batch.next_offsets)
+        self._next_batch_id = max(self._next_batch_id, batch.batch_id + 1)  # the lake numbers batches
         self._commit_to_broker(batch)
         self.stats.batches += 1
         self.stats.records += batch.size
@@ -366,6 +418,9 @@ class Ingester:
         self.stats.last_batch_id = batch.batch_id
         self.stats.last_batch_records = batch.size
         self.stats.last_batch_seconds = elapsed
+        if self.metrics is not None and self.sink.conflict_count > self._conflicts_counted:
+            self.metrics.commit_conflicts.inc(self.sink.conflict_count - self._conflicts_counted)
+            self._conflicts_counted = self.sink.conflict_count
         log.info(
             "batch %d landed: %d records (%d rows, %d dead letters) in %.0f ms",
             batch.batch_id,
@@ -392,16 +447,21 @@ class Ingester:
         """Staging was switched by `ingest replay` (or is paused for it): drop the batch in hand, wait
         out the pause, reload positions and table state from the lake and re-read from there."""
         assert self._consumer is not None
-        log.warning("%s; waiting for the switch, then resuming from the lake's positions", replaced)
+        log.warning(
+            "%s; resuming from the lake's positions (after a switch of staging, once it is done)", replaced
+        )
         while True:
             self.positions, last_batch_id = self.sink.open()
             if self.sink.generation is None or not self.sink.generation.paused:
                 break
             time.sleep(0.5)
         self._next_batch_id = last_batch_id + 1
-        self._consumer.unassign()
-        self.assigned.clear()
-        self._refresh_assignment()
+        if self.share_partitions:
+            self._reseek_owned()
+        else:
+            self._consumer.unassign()
+            self.assigned.clear()
+            self._refresh_assignment()
         self.stats.resyncs += 1
         generation = self.sink.generation.name if self.sink.generation else ""
         log.info("resumed on staging generation %r", generation)
@@ -428,20 +488,25 @@ class Ingester:
             log.debug("group commit failed (lag reporting only): %s", error)
 
     # --------------------------------------------------------------------------------- assignment
+    def _start_offset(self, topic: str, partition: int) -> int:
+        stored = self.positions.get((topic, partition), OFFSET_BEGINNING)
+        return OFFSET_BEGINNING if self.from_beginning else stored
+
     def _refresh_assignment(self) -> None:
-        """Assign partitions of matching topics not assigned yet, at their stored positions."""
+        """Follow the matching topics: subscribe the group to them (sharing partitions), or assign every
+        partition not assigned yet at its stored position."""
         assert self._consumer is not None
         metadata = self._consumer.list_topics(timeout=10)
         new: list[TopicPartition] = []
+        matched: list[str] = []
         for topic, topic_metadata in sorted(metadata.topics.items()):
             if not self.topic_pattern.search(topic) or topic_metadata.error is not None:
                 continue
+            matched.append(topic)
             for partition in sorted(topic_metadata.partitions):
                 if (topic, partition) in self.assigned:
                     continue
-                stored = self.positions.get((topic, partition), OFFSET_BEGINNING)
-                offset = OFFSET_BEGINNING if self.from_beginning else stored
-                new.append(TopicPartition(topic, partition, offset))
+                new.append(TopicPartition(topic, partition, self._start_offset(topic, partition)))
         vanished = {tp for tp in self.assigned if tp[0] not in metadata.topics}
         if vanished:
             raise IngestError(
@@ -458,14 +523,138 @@ class Ingester:
                 f"topics {missing} have data landed in the lake but do not exist on the broker "
                 f"{self.settings.kafka.bootstrap_servers}. " + self._lost_topics_advice()
             )
+        if self.share_partitions:
+            if matched and matched != self._subscribed:
+                # New topics (or the first): the group rebalances and calls _on_assign with this one's share.
+                self._consumer.subscribe(
+                    matched, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+                )
+                self._subscribed = matched
+                log.info("joining group %r for %d topics", self.settings.group_id, len(matched))
+            return
         if new:
             self._consumer.incremental_assign(new)
             self.assigned.update((tp.topic, tp.partition) for tp in new)
+            self._log_assigned(new)
+
+    @staticmethod
+    def _log_assigned(partitions: list[TopicPartition]) -> None:
+        log.info(
+            "assigned %d partitions: %s",
+            len(partitions),
+            ", ".join(f"{t.topic}[{t.partition}]@{t.offset}" for t in partitions[:10]),
+        )
+
+    # Rebalance callbacks run inside consume(), in the loop's thread. The sink's connection is not shared
+    # between threads, so each first lets the batch in flight finish. Exceptions are kept for the loop.
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Given partitions: seek each to the lake's position (read now: another member may have landed
+        it a moment ago), never to the group's offset."""
+        self._assignment_seen = True
+        try:
+            self._settle_landing()
+            if partitions:
+                lake = self.sink.load_positions()
+                for tp in partitions:
+                    key = (tp.topic, tp.partition)
+                    if key in lake:
+                        self.positions[key] = lake[key]
+                    else:
+                        self.positions.pop(key, None)
+                    tp.offset = self._start_offset(tp.topic, tp.partition)
+        except BaseException as error:  # re-raised by the loop
+            self._keep_callback_error(error)
+            # Assign nonetheless (records below the kept positions are dropped); the loop stops on the error.
+            for tp in partitions:
+                tp.offset = self._start_offset(tp.topic, tp.partition)
+        consumer.incremental_assign(partitions)
+        self.assigned.update((tp.topic, tp.partition) for tp in partitions)
+        if partitions:
+            self._log_assigned(partitions)
+        self._record_assignment()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Partitions move to another member: land what is in hand first, so it resumes after it."""
+        if not self._closing:
+            try:
+                hand = self._hand
+                self._apply(hand.batch, hand.reading)
+                self._land(hand)
+                hand.opened_at = None
+                self._settle_landing()
+            except BaseException as error:  # re-raised by the loop
+                self._drop_hand()
+                self._keep_callback_error(error)
+        self._give_up(consumer, partitions, "revoked")
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group went on without this member (it stalled past the session timeout): others may land
+        these partitions already, so what is in hand is dropped; a batch in flight is fenced by the lake."""
+        log.warning(
+            "lost %d partitions to the group (this member stalled past session.timeout.ms); dropping what "
+            "was read and not landed, then rejoining",
+            len(partitions),
+        )
+        if not self._closing:
+            self._drop_hand()
+            try:
+                self._settle_landing()
+            except BaseException as error:  # re-raised by the loop
+                self._keep_callback_error(error)
+        self._give_up(consumer, partitions, "lost")
+
+    def _give_up(self, consumer: Consumer, partitions: list[TopicPartition], how: str) -> None:
+        consumer.incremental_unassign(partitions)
+        for tp in partitions:
+            self.assigned.discard((tp.topic, tp.partition))
+            self._at_eof.discard((tp.topic, tp.partition))
+        if partitions:
             log.info(
-                "assigned %d partitions: %s",
-                len(new),
-                ", ".join(f"{t.topic}[{t.partition}]@{t.offset}" for t in new[:10]),
+                "%s %d partitions: %s",
+                how,
+                len(partitions),
+                ", ".join(f"{t.topic}[{t.partition}]" for t in partitions[:10]),
             )
+        if not self._closing:
+            self._record_assignment()
+
+    def _keep_callback_error(self, error: BaseException) -> None:
+        if self._callback_error is None:
+            self._callback_error = error
+
+    def _settle_landing(self) -> None:
+        """Wait for the batch in flight and account for it; if staging moved under it, let the loop resync
+        (the batch landed nothing)."""
+        try:
+            self._finish_landing()
+        except StagingReplaced as replaced:
+            self._keep_callback_error(replaced)
+
+    def _drop_hand(self) -> None:
+        hand = self._hand
+        self._drop(hand.reading)
+        hand.batch, hand.reading, hand.opened_at = Batch(self._next_batch_id), _Read(), None
+
+    def _record_assignment(self) -> None:
+        """What this member owns, for `ingest status` (best effort: ownership itself is the lake's fence)."""
+        try:
+            self.sink.record_assignment(self.assigned)
+        except Exception as error:
+            log.warning("could not record this member's partitions in the lake: %s", error)
+        if self.metrics is not None:
+            self.metrics.owned_partitions.set(len(self.assigned))
+
+    def _reseek_owned(self) -> None:
+        """Re-read every owned partition from the lake's position (after a switch or a fenced batch)."""
+        assert self._consumer is not None
+        owned = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
+        if not owned:
+            return
+        self._consumer.incremental_unassign(owned)
+        for tp in owned:
+            tp.offset = self._start_offset(tp.topic, tp.partition)
+        self._consumer.incremental_assign(owned)
+        self._at_eof.clear()
 
     @staticmethod
     def _lost_topics_advice() -> str:

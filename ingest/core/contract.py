@@ -269,6 +269,21 @@ BATCHES = Table(
         _column("started_at", "TIMESTAMPTZ", UTC_MS, "When landing started."),
         _column("landing_ms", "DOUBLE", pa.float64(), "How long landing took."),
         _now("committed_at", "When it committed (in the batch's transaction)."),
+        _column("run_id", "VARCHAR", pa.string(), "The `ingest run` (member) that landed it.", null=True),
+    ),
+)
+_GROUP = _column("group_id", "VARCHAR", pa.string(), "The Kafka consumer group of the ingesters.")
+# One row, replaced by every batch: the delete makes any two concurrent batch commits conflict (DuckLake
+# detects conflicts per table, docs/scale-out.md), so commits of all members are serialised, which is what
+# lets a batch check its partitions' positions and take the next batch id inside its own transaction.
+FENCE = Table(
+    "_cdc_fence",
+    "lake (a single row, replaced by every batch)",
+    (
+        _GROUP,
+        _column("batch_id", "BIGINT", pa.int64(), "The last batch committed."),
+        _column("run_id", "VARCHAR", pa.string(), "The member that committed it.", null=True),
+        _now("committed_at", "When it committed."),
     ),
 )
 _HOST = _column("host", "VARCHAR", pa.string(), "Host name of the process.")
@@ -286,6 +301,30 @@ RUNS = Table(
         _column("exit_status", "VARCHAR", pa.string(), "How it stopped.", null=True),
         _column("metrics_port", "INTEGER", pa.int32(), "Its metrics endpoint's port.", null=True),
         _column("dbt_build_every", "VARCHAR", pa.string(), "Continuous builds' interval.", null=True),
+    ),
+)
+_RUN_ID = _column("run_id", "VARCHAR", pa.string(), "The `ingest run` process (member).")
+ASSIGNMENTS = Table(
+    "_cdc_assignments",
+    "change of a member's partitions (appended on every rebalance, and as a heartbeat)",
+    (
+        _RUN_ID,
+        _GROUP,
+        _HOST,
+        _PID,
+        _column("partitions", "JSON", pa.string(), "The partitions it owns now: [[topic, partition], ...]."),
+        _now("at", "When it took effect."),
+    ),
+)
+LEASES = Table(
+    "_cdc_leases",
+    "piece of lake-wide work and the member doing it (continuous builds, maintenance)",
+    (
+        _column("name", "VARCHAR", pa.string(), "The work: dbt-builds, maintenance."),
+        _RUN_ID,
+        _HOST,
+        _PID,
+        _column("expires_at", "TIMESTAMPTZ", UTC_US, "Until when it holds unless renewed."),
     ),
 )
 DBT_BUILDS = Table(
@@ -319,4 +358,7 @@ BOOKKEEPING: tuple[Table, ...] = (
     TRANSACTIONS,
     BATCHES,
     MESSAGES,
+    FENCE,
+    ASSIGNMENTS,
+    LEASES,
 )

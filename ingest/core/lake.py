@@ -98,9 +98,9 @@ def insert_arrow(
         con.unregister(view)
 
 
-def scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, parameters: list[Any] | None = None) -> Any:
     """The one value of a query that returns one row (an aggregate)."""
-    row = con.execute(sql).fetchone()
+    row = con.execute(sql, parameters).fetchone()
     assert row is not None, sql  # an aggregate without group by always returns a row
     return row[0]
 

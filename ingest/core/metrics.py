@@ -33,6 +33,7 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 BATCH_EVENT_BUCKETS = (1, 10, 50, 100, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000)
@@ -62,6 +63,20 @@ class _Freshness(Collector):
         yield family
 
 
+class _WithMember(Collector):
+    """Every series of `inner`, labelled with the member (run) that serves it: several ingesters of one
+    lake scraped into one Prometheus stay apart even behind one service address."""
+
+    def __init__(self, inner: CollectorRegistry, labels: Mapping[str, str]) -> None:
+        self._inner = inner
+        self._labels = dict(labels)
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._inner.collect():
+            family.samples = [s._replace(labels={**s.labels, **self._labels}) for s in family.samples]
+            yield family
+
+
 @dataclass
 class MetricsServer:
     """The running HTTP endpoint; `close()` stops it."""
@@ -81,9 +96,13 @@ class MetricsServer:
 
 class IngestMetrics:
     def __init__(
-        self, registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.time
+        self,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+        member: str | None = None,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.member = member  # the run id; a `member` label on every served series
         r = self.registry
         self.events = Counter("cdc_ingest_events", "Kafka records consumed and landed", registry=r)
         self.rows = Counter("cdc_ingest_rows", "Change rows landed", ["table"], registry=r)
@@ -119,7 +138,17 @@ class IngestMetrics:
             "cdc_ingest_schema_changes", "Staging schema changes", ["table", "change"], registry=r
         )
         self.commit_retries = Counter(
-            "cdc_ingest_commit_retries", "Lake commits retried after a conflict or an outage", registry=r
+            "cdc_ingest_commit_retries",
+            "Lake commits retried after a failed statement or an outage",
+            registry=r,
+        )
+        self.commit_conflicts = Counter(
+            "cdc_ingest_commit_conflicts",
+            "Lake commits retried because another writer (member) committed first",
+            registry=r,
+        )
+        self.owned_partitions = Gauge(
+            "cdc_ingest_owned_partitions", "Partitions this member owns in the consumer group", registry=r
         )
         self.already_landed = Counter(
             "cdc_ingest_already_landed",
@@ -190,5 +219,9 @@ class IngestMetrics:
     # ---------------------------------------------------------------------------------------- HTTP
     def serve(self, port: int, host: str = "127.0.0.1") -> MetricsServer:
         """Serve /metrics on host:port (port 0: any free port) until `close()`."""
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        served = self.registry
+        if self.member is not None:
+            served = CollectorRegistry()
+            served.register(_WithMember(self.registry, {"member": self.member}))
+        server, thread = start_http_server(port, addr=host, registry=served)
         return MetricsServer(server, thread)

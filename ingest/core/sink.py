@@ -22,7 +22,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from ingest.core import contract, deadletters, offsets
+from ingest.core import contract, deadletters, offsets, ownership
 from ingest.core.batch import Batch
 from ingest.core.config import LakeSettings
 from ingest.core.decode import RawRecord
@@ -50,6 +50,14 @@ class LandingError(RuntimeError):
     """A batch could not be committed after every retry."""
 
 
+class _NotYourTurn(Exception):
+    """Another writer holds the commit turn (it lost several commits in a row): wait, then retry."""
+
+
+# Commits lost in a row after which a writer takes the commit turn (ownership.COMMIT_TURN).
+LOST_BEFORE_TURN = 3
+
+
 # How PostgreSQL / libpq / DuckDB's postgres scanner word "the catalog server is not there (now)".
 _UNREACHABLE = re.compile(
     r"unable to connect|could not connect|connection refused|no such file or directory|shutting down|"
@@ -60,6 +68,12 @@ _UNREACHABLE = re.compile(
     r'failed to execute query "rollback"',
     re.I,
 )
+
+
+def lost_to_another_writer(error: Exception) -> bool:
+    """Whether a failed commit lost a race: another transaction changed a table it changed (DuckLake's
+    conflict check), as opposed to a bad statement or a broken connection."""
+    return "transaction conflict" in str(error).lower()
 
 
 def catalog_unreachable(error: Exception) -> bool:
@@ -120,8 +134,11 @@ class LakeSink:
         commit_retries: int = 8,
         table_prefix: str = "",
         threads: int | None = None,
+        member: ownership.Member | None = None,
     ) -> None:
         self._connect = connect
+        # Who lands: the lake refuses a member of another consumer group, and each batch row names its run.
+        self.member = member or ownership.Member("")
         self.threads = threads  # DuckDB threads of the writer connection (None: DuckDB's default)
         # `ingest replay` lands beside the live tables, every name prefixed, and later renames them.
         self.table_prefix = table_prefix
@@ -133,6 +150,9 @@ class LakeSink:
         self.commit_retries = commit_retries
         self.state = LakeState()
         self.commit_retry_count = 0
+        self.conflict_count = 0  # commits lost to another writer's (retried without limit)
+        self._last_batch_id = 0  # the lake's, as of this writer's last commit
+        self._holds_turn = False
         self.on_retry: Callable[[Exception, int], None] | None = None
         self.last_landing: LandingReport | None = None
         # Runs inside each batch's transaction just before COMMIT (dead-letter retries mark their letters).
@@ -140,10 +160,14 @@ class LakeSink:
 
     @classmethod
     def for_lake(
-        cls, connect: Callable[[], duckdb.DuckDBPyConnection], lake: LakeSettings, table_prefix: str = ""
+        cls,
+        connect: Callable[[], duckdb.DuckDBPyConnection],
+        lake: LakeSettings,
+        table_prefix: str = "",
+        member: ownership.Member | None = None,
     ) -> LakeSink:
         """A sink as the target's lake settings configure it (commit retries, writer threads)."""
-        return cls(connect, lake.commit_retries, table_prefix, lake.writer_threads)
+        return cls(connect, lake.commit_retries, table_prefix, lake.writer_threads, member)
 
     # ----------------------------------------------------------------------------------- lifecycle
     @property
@@ -168,10 +192,26 @@ class LakeSink:
         self._checked_snapshot = None
         for ddl in BOOKKEEPING_DDL:
             self.con.execute(self.bookkeeping(ddl))
+        # Lakes made before batches named their run.
+        self.con.execute(
+            f"alter table {self.bookkeeping(BATCHES_TABLE)} add column if not exists run_id varchar"
+        )
         self.state = self._load_state()
         self.generation = offsets.read_generation(self.con, self.table_prefix + "_cdc_offsets")
         offsets_table = self.bookkeeping(offsets.OFFSETS_TABLE)
-        return offsets.load_positions(self.con, offsets_table), offsets.last_batch_id(self.con, offsets_table)
+        fence = self.bookkeeping(ownership.FENCE_TABLE)
+        self._last_batch_id = ownership.last_batch_id(self.con, fence, offsets_table)
+        ownership.seed_fence(self.con, fence, self.member, self._last_batch_id)
+        return offsets.load_positions(self.con, offsets_table), self._last_batch_id
+
+    def load_positions(self) -> offsets.Positions:
+        """The lake's positions now (a member given partitions: another may have landed them)."""
+        table = self.bookkeeping(offsets.OFFSETS_TABLE)
+        return self._retrying("read the lake's positions", lambda: offsets.load_positions(self.con, table))
+
+    def record_assignment(self, partitions: set[tuple[str, int]]) -> None:
+        table = self.bookkeeping(ownership.ASSIGNMENTS_TABLE)
+        ownership.record_assignment(self.con, table, self.member, partitions)
 
     def bookkeeping(self, sql: str) -> str:
         """`sql` with every `lake.staging._cdc...` name turned into this sink's (prefixed) table."""
@@ -180,9 +220,37 @@ class LakeSink:
     def staging_table(self, table: str) -> str:
         return qualified(STAGING, self.table_prefix + table)
 
-    def _check_generation(self, con: duckdb.DuckDBPyConnection) -> int:
+    def _take_batch_id(self, con: duckdb.DuckDBPyConnection, batch: Batch, alone: bool) -> int:
+        """Inside the batch's (serialised) transaction: check that the batch's partitions are where it
+        started from and that the lake is still this group's; return the lake's next batch id, which grows in
+        commit order across all members (dbt's incremental models rely on that)."""
+        if alone:  # nobody committed since this writer's last batch: nothing can have moved
+            return self._last_batch_id + 1
+        if not self._holds_turn:
+            holder = ownership.lease_holder(
+                con, self.bookkeeping(ownership.LEASES_TABLE), ownership.COMMIT_TURN
+            )
+            if holder is not None and holder != self.member.holder:
+                con.execute("rollback")
+                raise _NotYourTurn(holder)
+        fence = self.bookkeeping(ownership.FENCE_TABLE)
+        offsets_table = self.bookkeeping(offsets.OFFSETS_TABLE)
+        try:
+            ownership.check_group(con, fence, self.member)
+        except ownership.WrongGroup:
+            con.execute("rollback")
+            raise
+        if batch.started_from is not None:
+            moved = ownership.moved_partitions(batch.started_from, offsets.load_positions(con, offsets_table))
+            if moved:
+                con.execute("rollback")
+                raise ownership.PositionsMoved(ownership.moved_message(moved))
+        return ownership.last_batch_id(con, fence, offsets_table) + 1
+
+    def _check_generation(self, con: duckdb.DuckDBPyConnection) -> tuple[int, bool]:
         """Inside the batch's transaction: refuse to land if staging was switched or is being switched.
-        Returns the lake snapshot the transaction reads.
+        Returns the lake snapshot the transaction reads, and whether nobody else committed since this
+        writer's last batch.
 
         Reading the marker lists the lake's tables (~10 ms on a quiet machine, more than inserting 10,000
         rows), so it is skipped when the only commit since this writer's last checked batch is that batch
@@ -190,7 +258,7 @@ class LakeSink:
         committed."""
         snapshot = scalar(con, f"select id from {LAKE}.current_snapshot()")
         if self._checked_snapshot is not None and snapshot == self._checked_snapshot + 1:
-            return snapshot
+            return snapshot, True
         current = offsets.read_generation(con, self.table_prefix + "_cdc_offsets")
         paused = current.paused and not self.holds_pause
         if current.name != (self.generation.name if self.generation else "") or paused:
@@ -199,7 +267,7 @@ class LakeSink:
                 f"staging generation is now {current.comment()!r} (this writer opened "
                 f"{self.generation.comment() if self.generation else ''!r})"
             )
-        return snapshot
+        return snapshot, False
 
     def _load_state(self) -> LakeState:
         state = LakeState()
@@ -255,18 +323,28 @@ class LakeSink:
         self._retrying(f"land batch {batch.batch_id} ({batch.size} records)", land)
 
     def _batch_landed(self, batch_id: int) -> bool:
-        landed = f"select count(*) from {self.bookkeeping(BATCHES_TABLE)} where batch_id = {int(batch_id)}"
-        return bool(scalar(self.con, landed))
+        """Batch ids are unique in a lake (taken inside serialised commits): the id with this run's name."""
+        return bool(
+            scalar(
+                self.con,
+                f"select count(*) from {self.bookkeeping(BATCHES_TABLE)} where batch_id = ? "
+                "and run_id is not distinct from ?",
+                [batch_id, self.member.run_id],
+            )
+        )
 
     def _retrying(self, what: str, action: Callable[[], Any]) -> Any:
         """Retry commit conflicts `commit_retries` times with backoff; wait for an unreachable catalog as long
         as it takes (saying so), since nothing is lost by waiting: the batch stays in memory, uncommitted."""
-        attempt = conflicts = 0
+        attempt = conflicts = lost = 0
         outage_since: float | None = None
         while True:
             attempt += 1
             try:
                 result = action()
+            except _NotYourTurn:
+                time.sleep(0.02 + 0.05 * random.random())
+                continue
             except duckdb.Error as error:
                 self._rollback()
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -287,6 +365,19 @@ class LakeSink:
                         attempt,
                         delay,
                     )
+                elif lost_to_another_writer(error):
+                    # Another member committed first (every batch replaces the fence row): that is progress
+                    # of the lake, not a failure of this batch, so it is retried as long as it takes.
+                    self.conflict_count += 1
+                    lost += 1
+                    if lost >= LOST_BEFORE_TURN:  # take (or renew) the turn: the others wait for this one
+                        self._holds_turn = self._take_turn()
+                    delay = 0.0 if self._holds_turn else min(0.5, 0.01 * 2**lost) * (0.5 + random.random())
+                    log.debug(
+                        "could not %s (attempt %d): %s; retrying in %.2fs", what, attempt, reason, delay
+                    )
+                    time.sleep(delay)
+                    continue
                 else:
                     conflicts += 1
                     if conflicts > self.commit_retries:
@@ -308,6 +399,15 @@ class LakeSink:
                 )
             return result
 
+    def _take_turn(self) -> bool:
+        leases = self.bookkeeping(ownership.LEASES_TABLE)
+        taken = ownership.take_lease(
+            self.con, leases, ownership.COMMIT_TURN, self.member, ownership.COMMIT_TURN_S
+        )
+        if taken and not self._holds_turn:
+            log.info("lost %d commits in a row to other writers: taking the commit turn", LOST_BEFORE_TURN)
+        return taken
+
     def _rollback(self) -> None:
         if self._con is None:
             return
@@ -323,7 +423,8 @@ class LakeSink:
         pending = _Pending()
         self._checked_snapshot = None  # until this batch commits
         con.execute("begin transaction")
-        snapshot = self._check_generation(con)
+        snapshot, alone = self._check_generation(con)
+        batch.batch_id = self._take_batch_id(con, batch, alone)
         for table, segments in batch.segments.items():
             for rows in segments:
                 self._land_rows(con, state, pending, table, rows, batch.batch_id)
@@ -337,10 +438,17 @@ class LakeSink:
                 con, contract.OFFSETS, offsets.positions_arrow(batch.next_offsets, batch.batch_id)
             )
         self._insert_batch_row(con, batch, pending, started or time.time())
+        ownership.replace_fence(con, self.bookkeeping(ownership.FENCE_TABLE), self.member, batch.batch_id)
+        if self._holds_turn:
+            ownership.release_lease(
+                con, self.bookkeeping(ownership.LEASES_TABLE), ownership.COMMIT_TURN, self.member
+            )
         if self.before_commit is not None:
             self.before_commit(con)
         con.execute("commit")
+        self._holds_turn = False
         self._checked_snapshot = snapshot
+        self._last_batch_id = batch.batch_id
         for entry in state.tables.values():
             entry.dirty = False
         self.state = state
@@ -478,6 +586,7 @@ class LakeSink:
                 "quarantined": [len(pending.quarantine)],
                 "started_at": [int(started * 1000)],
                 "landing_ms": [(time.time() - started) * 1000],
+                "run_id": [self.member.run_id],
             }
         )
         self._insert_into(con, contract.BATCHES, arrow)

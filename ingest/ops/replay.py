@@ -57,6 +57,7 @@ from ingest.core.config import IngestSettings
 from ingest.core.consumer import Ingester
 from ingest.core.decode import Decoded, Decoder, RawRecord, Skipped
 from ingest.core.lake import LAKE, quote_ident, quote_literal
+from ingest.core.ownership import Member
 from ingest.core.sink import STAGING, LakeSink
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,11 @@ class Replay:
             con = self.connect()
             try:
                 self._discard_leftovers(con)
-                sink = LakeSink.for_lake(self.connect, self.settings.lake, table_prefix=self.prefix)
+                # Its tables become the live ones: they belong to the live group.
+                member = Member.this_process(self.settings.group_id)
+                sink = LakeSink.for_lake(
+                    self.connect, self.settings.lake, table_prefix=self.prefix, member=member
+                )
                 try:
                     self._create(sink)
                     self._catch_up(sink, "replaying")
@@ -252,7 +257,10 @@ class Replay:
                 done = sum(ingester.positions.get(tp, 0) for tp in high)
                 progress.update(task, completed=done, total=max(done, sum(high.values())) or None)
 
-            ingester = Ingester(settings, sink, decoder=self.decoder, on_batch=on_batch)
+            # The replay is the only writer of its tables: it reads every partition itself.
+            ingester = Ingester(
+                settings, sink, decoder=self.decoder, on_batch=on_batch, share_partitions=False
+            )
             stats = ingester.run(until_caught_up=True, stop=threading.Event())
             positions = sum(ingester.positions.values())
             progress.update(task, completed=positions, total=positions)

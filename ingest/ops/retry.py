@@ -32,6 +32,7 @@ from ingest.core.config import IngestSettings
 from ingest.core.deadletters import DEAD_LETTERS_TABLE, QUARANTINE_TABLE, RESOLUTIONS_TABLE
 from ingest.core.decode import DeadLetter, Decoder, RawRecord, Skipped
 from ingest.core.lake import insert_arrow
+from ingest.core.ownership import Member
 from ingest.core.sink import LakeSink
 
 KINDS = {"dl": DEAD_LETTERS_TABLE, "q": QUARANTINE_TABLE}
@@ -150,7 +151,9 @@ class Retry:
         self.connect = connect
 
     def run(self, ids: Sequence[str] = (), table: str | None = None, everything: bool = False) -> RetryResult:
-        sink = LakeSink.for_lake(self.connect, self.settings.lake)
+        sink = LakeSink.for_lake(
+            self.connect, self.settings.lake, member=Member.this_process(self.settings.group_id)
+        )
         try:
             sink.open()
             chosen = select_events(load_failed(sink.con), ids, table, everything)

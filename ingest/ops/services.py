@@ -28,9 +28,9 @@ class RunServices:
     def __init__(self, settings: IngestSettings) -> None:
         """Raises ValueError for an unusable setting (e.g. an interval that does not parse)."""
         self.settings = settings
-        self.metrics = IngestMetrics()
-        self.server: MetricsServer | None = None
         self.run_id = new_run_id()
+        self.metrics = IngestMetrics(member=self.run_id)
+        self.server: MetricsServer | None = None
         self.builds: ContinuousBuilds | None = None
         if settings.dbt_build_every:
             self.builds = ContinuousBuilds(
