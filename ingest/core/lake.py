@@ -64,6 +64,13 @@ def attach_sql(settings: IngestSettings, dsn: str) -> str:
     )
 
 
+def prepare_connection(con: duckdb.DuckDBPyConnection, settings: IngestSettings) -> None:
+    """What a connection needs before it attaches the lake: no progress bar (DuckDB draws one on stdout for
+    a query over 2 s: `ingest sql --json` printed it before its rows; a session setting, DuckDB refuses it
+    in the connection's config)."""
+    con.execute("set enable_progress_bar = false")
+
+
 def connection_config(settings: IngestSettings) -> dict[str, str | bool | int | float | list[str]]:
     return {
         "extension_directory": str(settings.extension_dir),
@@ -114,6 +121,11 @@ def connect(settings: IngestSettings, dsn: str) -> duckdb.DuckDBPyConnection:
     if "://" not in settings.lake.data_path:
         Path(settings.data_path).mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(config=connection_config(settings))
-    con.execute(attach_sql(settings, dsn))
-    con.execute(f"use {LAKE}")
+    try:
+        prepare_connection(con, settings)
+        con.execute(attach_sql(settings, dsn))
+        con.execute(f"use {LAKE}")
+    except BaseException:
+        con.close()
+        raise
     return con

@@ -29,7 +29,7 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 
 from ingest.core import contract
 from ingest.core.config import IngestSettings, load_settings
-from ingest.core.lake import LAKE, connection_config, install_extensions
+from ingest.core.lake import LAKE, connection_config, install_extensions, prepare_connection
 from ingest.embedded.catalog import catalog_dsn
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,10 @@ class Plugin(BasePlugin):
         self._lock_file: Any = None
         self._requested_at = time.time()
         self._started_at: float | None = None
+        self._settings: IngestSettings | None = None
 
     def update_connection_config(self, creds: Any, config: dict[str, Any]) -> None:
-        settings = load_settings(self.target)
+        settings = self._settings = load_settings(self.target)
         install_extensions(settings.extension_dir)
         config.update(connection_config(settings))
         if self.serialize:
@@ -66,6 +67,11 @@ class Plugin(BasePlugin):
             if attachment.alias == LAKE:
                 attachment.path = f"ducklake:postgres:{dsn}"
                 attachment.options = {**(attachment.options or {}), "data_path": settings.data_path}
+
+    def configure_connection(self, conn: Any) -> None:
+        """Before dbt-duckdb attaches the lake: what the ingester's connections do first."""
+        if self._settings is not None:
+            prepare_connection(conn, self._settings)
 
     def _acquire_run_lock(self, path: os.PathLike[str]) -> None:
         """Hold an exclusive lock on the target for the life of this dbt process."""
