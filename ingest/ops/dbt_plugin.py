@@ -1,8 +1,9 @@
 """dbt-duckdb plugin: lets a plain `dbt build` reach the lake with the same settings as the ingester.
 
 It reads `profiles/ingest.yml` for the profile's target, installs the DuckDB extensions offline, starts the
-embedded catalog on `dev`, points the `lake` attachment at the catalog and data path, and serializes dbt
-runs on one target: a second `dbt build` waits for the first instead of conflicting with it.
+embedded catalog on `dev`, points the `lake` attachment at the catalog and data path (giving DuckDB the S3
+secret first when the data path is s3://), and serializes dbt runs on one target: a second `dbt build`
+waits for the first instead of conflicting with it.
 
 It also records every `dbt build|run|test|seed|snapshot` that reached the lake, whoever started it (an
 analyst by hand, a scheduler, or `ingest run --dbt-build-every`), as one row of `staging._cdc_dbt_builds`:
@@ -69,7 +70,8 @@ class Plugin(BasePlugin):
                 attachment.options = {**(attachment.options or {}), "data_path": settings.data_path}
 
     def configure_connection(self, conn: Any) -> None:
-        """Before dbt-duckdb attaches the lake: what the ingester's connections do first."""
+        """Before dbt-duckdb attaches the lake: what the ingester's connections do first (the S3 secret when
+        the target's data is on S3, no progress bar)."""
         if self._settings is not None:
             prepare_connection(conn, self._settings)
 
