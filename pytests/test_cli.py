@@ -225,3 +225,19 @@ def test_run_uses_a_kafka_broker_already_listening_at_the_given_address(lake, tm
         assert lake.query("select count(*) from lake.staging.s__items") == [(5,)]
     finally:
         elsewhere.stop()
+
+
+def test_lake_connections_draw_no_progress_bar():
+    """DuckDB draws a progress bar on stdout for a query over 2 s: `ingest sql --json` printed one before its
+    rows (a lake on S3 made a count take that long). Every lake connection turns it off."""
+    import duckdb
+
+    from ingest.core.config import load_settings
+    from ingest.core.lake import prepare_connection
+
+    con = duckdb.connect()
+    try:
+        prepare_connection(con, load_settings("dev", project_dir=REPO, environ={}))
+        assert con.execute("select current_setting('enable_progress_bar')").fetchone()[0] is False
+    finally:
+        con.close()

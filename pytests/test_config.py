@@ -51,6 +51,8 @@ def test_prod_takes_secrets_from_the_environment_and_redacts_them():
         "LAKE_CATALOG_HOST": "pg",
         "LAKE_CATALOG_USER": "lake",
         "LAKE_DATA_PATH": "s3://bucket/lake",
+        "LAKE_S3_KEY_ID": "AKIDEXAMPLE",
+        "LAKE_S3_SECRET": "s3-hunter2",
     }
     settings = load_settings("prod", project_dir=REPO, environ=env)
     assert settings.kafka.client["sasl.password"] == "hunter2"
@@ -58,6 +60,102 @@ def test_prod_takes_secrets_from_the_environment_and_redacts_them():
     assert settings.data_path == "s3://bucket/lake"
     assert "hunter2" not in str(settings.redacted())
     assert settings.redacted()["kafka"]["client"]["sasl.password"] == "***"
+    assert settings.redacted()["lake"]["s3"]["secret"] == "***"
+    assert settings.lake.s3.secret.get_secret_value() == "s3-hunter2"
+    assert "s3-hunter2" not in repr(settings) + str(settings) + settings.model_dump_json()
+
+
+S3_PROD = {
+    "KAFKA_BOOTSTRAP_SERVERS": "broker:9092",
+    "LAKE_CATALOG_HOST": "pg",
+    "LAKE_CATALOG_USER": "lake",
+    "LAKE_DATA_PATH": "s3://bucket/prefix",
+}
+
+
+def test_prod_s3_settings_come_from_the_lake_s3_variables():
+    env = {
+        **S3_PROD,
+        "LAKE_S3_KEY_ID": "AKIDEXAMPLE",
+        "LAKE_S3_SECRET": "s3-hunter2",
+        "LAKE_S3_ENDPOINT": "minio.internal:9000",
+        "LAKE_S3_REGION": "eu-west-1",
+        "LAKE_S3_URL_STYLE": "path",
+        "LAKE_S3_USE_SSL": "false",
+    }
+    s3 = load_settings("prod", project_dir=REPO, environ=env).lake.s3
+    assert (s3.key_id, s3.endpoint, s3.region, s3.url_style, s3.use_ssl) == (
+        "AKIDEXAMPLE", "minio.internal:9000", "eu-west-1", "path", False
+    )  # fmt: skip
+    defaults = load_settings(
+        "prod", project_dir=REPO, environ={**S3_PROD, "LAKE_S3_KEY_ID": "k", "LAKE_S3_SECRET": "s"}
+    ).lake.s3
+    assert (defaults.endpoint, defaults.region, defaults.url_style, defaults.use_ssl) == (
+        "", "us-east-1", "vhost", True
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match=r"lake\.s3\.url_style"):
+        load_settings("prod", project_dir=REPO, environ={**env, "LAKE_S3_URL_STYLE": "virtual"})
+
+
+@pytest.mark.parametrize(
+    ("target", "env", "named"),
+    [
+        (
+            "prod",
+            S3_PROD,
+            "LAKE_S3_KEY_ID (the S3 access key id) and LAKE_S3_SECRET (the S3 secret access key)",
+        ),
+        ("prod", {**S3_PROD, "LAKE_S3_KEY_ID": "k"}, "LAKE_S3_SECRET (the S3 secret access key)"),
+        (
+            "dev",
+            {"INGEST_LAKE__DATA_PATH": "s3://bucket/prefix", "INGEST_LAKE__S3__SECRET": "s"},
+            "INGEST_LAKE__S3__KEY_ID (the S3 access key id)",
+        ),
+    ],
+)
+def test_an_s3_data_path_without_credentials_names_the_variables_to_set(target, env, named):
+    with pytest.raises(ConfigError) as missing:
+        load_settings(target, project_dir=REPO, environ=env)
+    assert str(missing.value) == f"lake.data_path is s3://bucket/prefix (target {target}): set {named}"
+
+
+def test_without_s3_no_s3_credentials_are_needed():
+    env = {k: v for k, v in S3_PROD.items() if k != "LAKE_DATA_PATH"}
+    assert not load_settings("prod", project_dir=REPO, environ={**env, "LAKE_DATA_PATH": "/data"}).on_s3
+
+
+def test_the_s3_secret_duckdb_gets_is_scoped_to_the_bucket(tmp_path):
+    import duckdb
+
+    from ingest.core.lake import connection_config, install_extensions, prepare_connection, s3_secret_sql
+
+    env = {
+        **S3_PROD,
+        "LAKE_S3_KEY_ID": "AKIDEXAMPLE",
+        "LAKE_S3_SECRET": "it's-secret",
+        "LAKE_S3_ENDPOINT": "127.0.0.1:8333",
+        "LAKE_S3_URL_STYLE": "path",
+        "LAKE_S3_USE_SSL": "false",
+    }
+    sql = s3_secret_sql(load_settings("prod", project_dir=REPO, environ=env))
+    assert sql == (
+        "create or replace secret lake_s3 (type s3, key_id 'AKIDEXAMPLE', secret 'it''s-secret', "
+        "region 'us-east-1', url_style 'path', use_ssl 'false', scope 's3://bucket', "
+        "endpoint '127.0.0.1:8333')"
+    )
+    # DuckDB takes it, httpfs autoloaded from the project's extension directory, and never shows the secret
+    settings = load_settings("prod", project_dir=REPO, environ={**env, "LAKE_STATE_DIR": str(tmp_path)})
+    install_extensions(settings.extension_dir)
+    con = duckdb.connect(config=connection_config(settings))
+    try:
+        prepare_connection(con, settings)
+        (name, kind, scope, shown), *others = con.execute(
+            "select name, type, scope, secret_string from duckdb_secrets()"
+        ).fetchall()
+    finally:
+        con.close()
+    assert (name, kind, scope, others) == ("lake_s3", "s3", ["s3://bucket"], [])
+    assert "it's-secret" not in shown and "secret=redacted" in shown
 
 
 def test_prod_without_its_environment_says_which_variable_is_missing():
@@ -149,3 +247,23 @@ def test_the_environment_wins_over_yaml_and_the_command_line_over_both():
     settings = load_settings("dev", project_dir=REPO, environ=env, overrides={"topics": "^cli\\."})
     assert settings.topics == "^cli\\." and settings.kafka.client["bootstrap.servers"] == "env:1"
     assert settings.kafka.client["session.timeout.ms"] == "6000"  # YAML keys the environment leaves alone
+
+
+def test_ingest_sql_on_s3_without_a_secret_stops_with_one_line_naming_the_variable(tmp_path):
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", **S3_PROD, "LAKE_S3_KEY_ID": "k", "LAKE_STATE_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "ingest.cli", "sql", "--target", "prod", "select 1"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (
+        "error: lake.data_path is s3://bucket/prefix (target prod): "
+        "set LAKE_S3_SECRET (the S3 secret access key)\n"
+    )

@@ -13,10 +13,10 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import EnvSettingsSource, SettingsError
 
 ENV_PREFIX = "INGEST_"
@@ -42,6 +42,20 @@ class BatchSettings(BaseModel):
     )
 
 
+class S3Settings(BaseModel):
+    """How DuckDB's httpfs reaches the object store when `lake.data_path` is `s3://bucket/prefix`."""
+
+    model_config = ConfigDict(extra="forbid")
+    key_id: str = Field("", description="S3 access key id")
+    secret: SecretStr = Field(SecretStr(""), description="S3 secret access key (never shown)")
+    endpoint: str = Field("", description="host[:port] of the S3 API; empty: AWS S3")
+    region: str = Field("us-east-1", description="S3 region")
+    url_style: Literal["vhost", "path"] = Field(
+        "vhost", description="'vhost' (bucket.host, AWS) or 'path' (host/bucket, most other servers)"
+    )
+    use_ssl: bool = Field(True, description="HTTPS to the endpoint")
+
+
 class LakeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     catalog: str = Field(
@@ -51,6 +65,7 @@ class LakeSettings(BaseModel):
     data_path: str = Field(".lake/data", description="where DuckLake writes Parquet files (path or URL)")
     state_dir: str = Field(".lake", description="local state: embedded catalog, extensions, broker, locks")
     catalog_database: str = Field("lake", description="database of the embedded catalog")
+    s3: S3Settings = Field(default_factory=S3Settings, description="object store of an s3:// data_path")
     commit_retries: int = Field(8, ge=0, description="attempts for a conflicting lake commit")
     writer_threads: int = Field(
         1,
@@ -115,6 +130,11 @@ class IngestSettings(BaseModel):
         if "://" in self.lake.data_path:
             return self.lake.data_path
         return str(self.path(self.lake.data_path)).rstrip("/") + "/"
+
+    @property
+    def on_s3(self) -> bool:
+        """The data files live on an object store (DuckDB's httpfs and `lake.s3` reach it)."""
+        return self.lake.data_path.startswith("s3://")
 
     @property
     def extension_dir(self) -> Path:
@@ -246,9 +266,37 @@ def load_settings(
     tree = deep_merge(tree, overrides or {})
     tree.update(target=target, project_dir=project)
     try:
-        return IngestSettings.model_validate(tree)
+        settings = IngestSettings.model_validate(tree)
     except ValidationError as error:
         raise ConfigError(f"{config_file} (target {target}): {_problems(error)}") from error
+    _require_s3_credentials(settings, raw)
+    return settings
+
+
+S3_CREDENTIALS = {"key_id": "the S3 access key id", "secret": "the S3 secret access key"}
+
+
+def _require_s3_credentials(settings: IngestSettings, raw: Mapping[str, Any]) -> None:
+    """An s3:// data path needs a key id and a secret: name the variables to set, in one line."""
+    if not settings.on_s3:
+        return
+    s3 = settings.lake.s3
+    values = {"key_id": s3.key_id, "secret": s3.secret.get_secret_value()}
+    missing = [key for key, value in values.items() if not value]
+    if missing:
+        wanted = " and ".join(f"{_variable_for(raw, key)} ({S3_CREDENTIALS[key]})" for key in missing)
+        raise ConfigError(
+            f"lake.data_path is {settings.lake.data_path} (target {settings.target}): set {wanted}"
+        )
+
+
+def _variable_for(raw: Mapping[str, Any], key: str) -> str:
+    """The environment variable that sets `lake.s3.<key>`: the one the YAML refers to, else INGEST_*."""
+    lake = raw.get("lake")
+    s3 = lake.get("s3") if isinstance(lake, Mapping) else None
+    value = s3.get(key) if isinstance(s3, Mapping) else None
+    reference = _ENV_REF.fullmatch(value.strip()) if isinstance(value, str) else None
+    return reference.group(1) if reference else f"{ENV_PREFIX}LAKE__S3__{key.upper()}"
 
 
 def _problems(error: ValidationError) -> str:

@@ -22,7 +22,9 @@ LAKE = "lake"
 EXTENSIONS = {
     "ducklake": "duckdb_extension_ducklake",
     "postgres_scanner": "duckdb_extension_postgres_scanner",
+    "httpfs": "duckdb_extension_httpfs",  # a data_path on S3
 }
+S3_SECRET = "lake_s3"
 
 
 def quote_ident(name: str) -> str:
@@ -39,7 +41,7 @@ def qualified(schema: str, table: str) -> str:
 
 
 def install_extensions(extension_dir: Path) -> None:
-    """Install the DuckLake and PostgreSQL extensions from their PyPI wheels (idempotent, offline)."""
+    """Install the DuckLake, PostgreSQL and httpfs extensions from their PyPI wheels (idempotent, offline)."""
     version = duckdb.__version__
     if all(any(extension_dir.glob(f"v{version}/*/{name}.duckdb_extension")) for name in EXTENSIONS):
         return
@@ -62,6 +64,36 @@ def attach_sql(settings: IngestSettings, dsn: str) -> str:
         f"attach if not exists {quote_literal('ducklake:postgres:' + dsn)} as {LAKE} "
         f"(data_path {quote_literal(settings.data_path)})"
     )
+
+
+def s3_secret_sql(settings: IngestSettings) -> str:
+    """`create secret` giving DuckDB's httpfs the lake's S3 credentials, scoped to the data path's bucket.
+
+    A temporary secret (this connection's DuckDB instance only): nothing is written to disk. The settings
+    have been checked already (`config.load_settings` refuses an s3:// data path without credentials)."""
+    s3 = settings.lake.s3
+    bucket = "s3://" + settings.lake.data_path.removeprefix("s3://").split("/", 1)[0]
+    options = {
+        "key_id": s3.key_id,
+        "secret": s3.secret.get_secret_value(),
+        "region": s3.region,
+        "url_style": s3.url_style,
+        "use_ssl": "true" if s3.use_ssl else "false",
+        "scope": bucket,
+    }
+    if s3.endpoint:
+        options["endpoint"] = s3.endpoint
+    listed = ", ".join(f"{key} {quote_literal(value)}" for key, value in options.items())
+    return f"create or replace secret {S3_SECRET} (type s3, {listed})"
+
+
+def prepare_connection(con: duckdb.DuckDBPyConnection, settings: IngestSettings) -> None:
+    """What a connection needs before it attaches the lake: the S3 secret when the data is on S3, and no
+    progress bar (DuckDB draws one on stdout for a query over 2 s: `ingest sql --json` printed it before
+    its rows; a session setting, DuckDB refuses it in the connection's config)."""
+    con.execute("set enable_progress_bar = false")
+    if settings.on_s3:
+        con.execute(s3_secret_sql(settings))
 
 
 def connection_config(settings: IngestSettings) -> dict[str, str | bool | int | float | list[str]]:
@@ -114,6 +146,11 @@ def connect(settings: IngestSettings, dsn: str) -> duckdb.DuckDBPyConnection:
     if "://" not in settings.lake.data_path:
         Path(settings.data_path).mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(config=connection_config(settings))
-    con.execute(attach_sql(settings, dsn))
-    con.execute(f"use {LAKE}")
+    try:
+        prepare_connection(con, settings)
+        con.execute(attach_sql(settings, dsn))
+        con.execute(f"use {LAKE}")
+    except BaseException:
+        con.close()
+        raise
     return con

@@ -1,8 +1,9 @@
 """dbt-duckdb plugin: lets a plain `dbt build` reach the lake with the same settings as the ingester.
 
 It reads `profiles/ingest.yml` for the profile's target, installs the DuckDB extensions offline, starts the
-embedded catalog on `dev`, points the `lake` attachment at the catalog and data path, and serializes dbt
-runs on one target: a second `dbt build` waits for the first instead of conflicting with it.
+embedded catalog on `dev`, points the `lake` attachment at the catalog and data path (giving DuckDB the S3
+secret first when the data path is s3://), and serializes dbt runs on one target: a second `dbt build`
+waits for the first instead of conflicting with it.
 
 It also records every `dbt build|run|test|seed|snapshot` that reached the lake, whoever started it (an
 analyst by hand, a scheduler, or `ingest run --dbt-build-every`), as one row of `staging._cdc_dbt_builds`:
@@ -29,7 +30,7 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 
 from ingest.core import contract
 from ingest.core.config import IngestSettings, load_settings
-from ingest.core.lake import LAKE, connection_config, install_extensions
+from ingest.core.lake import LAKE, connection_config, install_extensions, prepare_connection
 from ingest.embedded.catalog import catalog_dsn
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,10 @@ class Plugin(BasePlugin):
         self._lock_file: Any = None
         self._requested_at = time.time()
         self._started_at: float | None = None
+        self._settings: IngestSettings | None = None
 
     def update_connection_config(self, creds: Any, config: dict[str, Any]) -> None:
-        settings = load_settings(self.target)
+        settings = self._settings = load_settings(self.target)
         install_extensions(settings.extension_dir)
         config.update(connection_config(settings))
         if self.serialize:
@@ -66,6 +68,12 @@ class Plugin(BasePlugin):
             if attachment.alias == LAKE:
                 attachment.path = f"ducklake:postgres:{dsn}"
                 attachment.options = {**(attachment.options or {}), "data_path": settings.data_path}
+
+    def configure_connection(self, conn: Any) -> None:
+        """Before dbt-duckdb attaches the lake: what the ingester's connections do first (the S3 secret when
+        the target's data is on S3, no progress bar)."""
+        if self._settings is not None:
+            prepare_connection(conn, self._settings)
 
     def _acquire_run_lock(self, path: os.PathLike[str]) -> None:
         """Hold an exclusive lock on the target for the life of this dbt process."""
