@@ -33,7 +33,7 @@ from ingest.devtools.postgres_source import SourcePostgres, find_postgres_bin, f
 pytestmark = pytest.mark.integration
 
 # Ingesters landing the same topics at once (the partitions are shared out among them).
-INGESTERS = 1
+INGESTERS = 3
 PARTITIONS = 3
 EVENTS, SEED = 2000, 61
 TABLE_NAMES = [t.name for t in TABLES]

@@ -10,7 +10,7 @@ import typer
 
 from ingest.cli.app import LogFormat, TargetOption, app, ensure_broker, fail, log, settings_for, setup_logging
 from ingest.core.consumer import Ingester, IngestError
-from ingest.core.ownership import Member, WrongGroup
+from ingest.core.ownership import WrongGroup
 from ingest.core.sink import LakeSink, LandingError
 
 
@@ -70,16 +70,19 @@ def run(
         fail(str(error))
     maintenance: threading.Thread | None = None
     if maintain_every:
+        from ingest.ops.leases import MAINTENANCE, LakeLease
         from ingest.ops.maintain import parse_duration, run_periodically
 
         try:
             every, older_than = parse_duration(maintain_every), parse_duration(maintain_older_than)
         except ValueError as error:
             fail(str(error))
+        lease = LakeLease(
+            lambda: connect_lake(settings), MAINTENANCE, services.member, 1.5 * every.total_seconds() + 60
+        )
         # started last before the try below: its finally stops it (a non-daemon thread would keep us alive)
-        maintenance = run_periodically(lambda: connect_lake(settings), every, older_than, stop)
-    member = Member.this_process(settings.group_id, services.run_id)
-    sink = LakeSink.for_lake(lambda: connect_lake(settings), settings.lake, member=member)
+        maintenance = run_periodically(lambda: connect_lake(settings), every, older_than, stop, lease)
+    sink = LakeSink.for_lake(lambda: connect_lake(settings), settings.lake, member=services.member)
     outcome = "stopped"
     try:
         services.start()

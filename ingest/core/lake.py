@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -145,12 +146,31 @@ def connect(settings: IngestSettings, dsn: str) -> duckdb.DuckDBPyConnection:
     install_extensions(settings.extension_dir)
     if "://" not in settings.lake.data_path:
         Path(settings.data_path).mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config=connection_config(settings))
-    try:
-        prepare_connection(con, settings)
-        con.execute(attach_sql(settings, dsn))
-        con.execute(f"use {LAKE}")
-    except BaseException:
-        con.close()
-        raise
-    return con
+    for attempt in range(1, ATTACH_ATTEMPTS + 1):
+        con = duckdb.connect(config=connection_config(settings))
+        try:
+            prepare_connection(con, settings)
+            con.execute(attach_sql(settings, dsn))
+            con.execute(f"use {LAKE}")
+            return con
+        except duckdb.Error as error:
+            con.close()
+            # Two processes attaching a new catalog at once both create DuckLake's metadata tables; the
+            # loser fails on PostgreSQL's unique index. The winner made them: attaching again finds them.
+            if attempt == ATTACH_ATTEMPTS or not _lost_catalog_creation(error):
+                raise
+            time.sleep(0.2 * attempt)
+        except BaseException:
+            con.close()
+            raise
+    raise AssertionError("unreachable")
+
+
+ATTACH_ATTEMPTS = 5
+
+
+def _lost_catalog_creation(error: duckdb.Error) -> bool:
+    text = str(error)
+    return "Failed to initialize DuckLake" in text and (
+        "duplicate key value" in text or "already exists" in text
+    )

@@ -318,6 +318,10 @@ class LakeSink:
                 )
                 self.state = self._load_state()
                 return
+            if attempts > 1:
+                # Another member may have created or evolved a table meanwhile (its batch added the column
+                # this one adds): the lake's tables are the truth.
+                self.state = self._load_state()
             self._write_once(batch, started)
 
         self._retrying(f"land batch {batch.batch_id} ({batch.size} records)", land)

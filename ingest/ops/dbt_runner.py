@@ -24,6 +24,7 @@ from pathlib import Path
 from ingest.core.config import IngestSettings
 from ingest.core.metrics import IngestMetrics
 from ingest.ops.dbt_plugin import TRIGGER_ENV, read_run_results, summarize_results
+from ingest.ops.leases import LakeLease
 from ingest.ops.maintain import parse_duration
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,12 @@ class ContinuousBuilds:
         select: Sequence[str] = (),
         metrics: IngestMetrics | None = None,
         dbt_executable: str | None = None,
+        lease: LakeLease | None = None,
     ) -> None:
         self.settings = settings
+        # With several ingesters on one lake, only the member holding this lease builds.
+        self.lease = lease
+        self._built_lake_batch = -1
         self.interval = interval
         self.select = list(select)
         self.metrics = metrics
@@ -105,6 +110,8 @@ class ContinuousBuilds:
             if self._thread.is_alive():
                 process.kill()
                 self._thread.join(timeout=10)
+        if self.lease is not None:  # another member takes the builds over at once
+            self.lease.release()
 
     def _loop(self) -> None:
         # The first build one interval after start: by then the ingester has landed its backlog, so the
@@ -112,6 +119,13 @@ class ContinuousBuilds:
         next_start = time.monotonic() + self.interval
         while not self._stop.wait(max(0.0, next_start - time.monotonic())):
             next_start = time.monotonic() + self.interval
+            if self.lease is not None:
+                if not self.lease.take():
+                    self._landed.clear()  # the member building sees it in the lake
+                    continue
+                if self.lease.lake_batch_id != self._built_lake_batch:
+                    self._landed.set()  # another member landed something
+                self._built_lake_batch = self.lease.lake_batch_id
             if not self._landed.is_set():
                 log.debug("dbt build skipped: nothing landed since the previous one")
                 continue

@@ -33,6 +33,7 @@ import duckdb
 
 from ingest.core.lake import LAKE
 from ingest.core.offsets import OFFSETS_TABLE
+from ingest.ops.leases import LakeLease
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +181,15 @@ def run_periodically(
     every: timedelta,
     older_than: timedelta,
     stop: threading.Event,
+    lease: LakeLease | None = None,
 ) -> threading.Thread:
-    """`ingest run --maintain-every`: maintenance in a background thread of the ingester, until `stop`."""
+    """`ingest run --maintain-every`: maintenance in a background thread of the ingester, until `stop`;
+    with several members, only the one holding the lease maintains."""
 
     def loop() -> None:
         while not stop.wait(every.total_seconds()):
+            if lease is not None and not lease.take():
+                continue
             try:
                 report = maintain(connect, older_than)
             except duckdb.Error as error:  # the catalog is down: the ingester says so itself; try later
@@ -192,6 +197,13 @@ def run_periodically(
                 continue
             log.info("scheduled maintenance: %s", format_report(report).replace("\n", ";"))
 
-    thread = threading.Thread(target=loop, name="maintain")
+    def loop_then_release() -> None:
+        try:
+            loop()
+        finally:
+            if lease is not None:
+                lease.release()
+
+    thread = threading.Thread(target=loop_then_release, name="maintain")
     thread.start()
     return thread

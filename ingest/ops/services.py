@@ -15,7 +15,10 @@ import duckdb
 from ingest.core.batch import Batch
 from ingest.core.config import IngestSettings
 from ingest.core.metrics import IngestMetrics, MetricsServer
+from ingest.core.ownership import Member
+from ingest.embedded.catalog import connect_lake
 from ingest.ops.dbt_runner import ContinuousBuilds, parse_interval
+from ingest.ops.leases import DBT_BUILDS, LakeLease
 from ingest.ops.status import RunInfo, finish_run, new_run_id, newest_source_times, register_run
 
 log = logging.getLogger(__name__)
@@ -29,15 +32,20 @@ class RunServices:
         """Raises ValueError for an unusable setting (e.g. an interval that does not parse)."""
         self.settings = settings
         self.run_id = new_run_id()
+        self.member = Member.this_process(settings.group_id, self.run_id)
         self.metrics = IngestMetrics(member=self.run_id)
         self.server: MetricsServer | None = None
         self.builds: ContinuousBuilds | None = None
         if settings.dbt_build_every:
+            interval = parse_interval(settings.dbt_build_every)
             self.builds = ContinuousBuilds(
                 settings,
-                parse_interval(settings.dbt_build_every),
+                interval,
                 (settings.dbt_select or "").split(),
                 self.metrics,
+                lease=LakeLease(
+                    lambda: connect_lake(settings), DBT_BUILDS, self.member, max(60.0, 3 * interval)
+                ),
             )
         self._registered = False
         self._recorder: threading.Thread | None = None
