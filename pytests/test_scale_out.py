@@ -7,6 +7,7 @@ holds: each (topic, partition, offset) exactly once, with its content (assert_st
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -147,6 +148,12 @@ def test_two_ingesters_split_the_partitions_and_land_each_event_once(lake, membe
     time.sleep(2)
     finish_generator(generator)
     records = wait_until_all_landed(lake)
+    # `ingest status` lists both members, and every partition has exactly one of them as its owner
+    status = json.loads(lake.ingest("status", "--json").stdout)
+    owned = [tuple(p) for m in status["members"] for p in m["partitions"]]
+    assert len(status["members"]) == 2 and all(m["partitions"] for m in status["members"])
+    assert len(owned) == len(set(owned)) == len(status["partitions"])
+    assert all(p["owner"] is not None for p in status["partitions"])
     members.stop_all()
     counts = assert_staging_exactly_once(lake, records)
     assert sum(counts.values()) > 3_000

@@ -313,7 +313,7 @@ ASSIGNMENTS = Table(
         _HOST,
         _PID,
         _column("partitions", "JSON", pa.string(), "The partitions it owns now: [[topic, partition], ...]."),
-        _now("at", "When it took effect."),
+        _now("assigned_at", "When it took effect."),
     ),
 )
 LEASES = Table(

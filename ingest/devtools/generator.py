@@ -27,6 +27,8 @@ import heapq
 import itertools
 import logging
 import random
+import signal
+import threading
 import time
 import uuid
 from collections import Counter, OrderedDict
@@ -1473,8 +1475,15 @@ def produce_records(
     producer = Producer(producer_settings(client_config))
     pacer = Pacer(rate)
     started = last_progress = time.monotonic()
+    # Ctrl-C / SIGINT ends the stream between two records: raised inside the client's poll(), a
+    # KeyboardInterrupt comes out as "SystemError: ... returned NULL without setting an exception".
+    interrupted = threading.Event()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set()) if in_main_thread else None
     try:
         for record in records:
+            if interrupted.is_set():
+                raise KeyboardInterrupt
             if record.value is not None and _is_data(record):
                 _wait(producer, pacer.delay())
                 report.rows_per_topic[record.topic] += 1
@@ -1491,6 +1500,9 @@ def produce_records(
                 )
     except KeyboardInterrupt:
         report.interrupted = True
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     remaining = producer.flush(60)
     report.failed += remaining
     report.elapsed_s = time.monotonic() - started

@@ -40,6 +40,7 @@ from ingest.core.logs import scrub
 log = logging.getLogger(__name__)
 
 RUNS_TABLE = contract.RUNS.qualified
+ASSIGNMENTS_TABLE = contract.ASSIGNMENTS.qualified
 RUNS_DDL = contract.RUNS.ddl
 PROBE_TIMEOUT_S = 5.0
 
@@ -132,6 +133,31 @@ def _runs(con: duckdb.DuckDBPyConnection, existing: set[str], target: str) -> di
         "runs": live,
         "last_run": runs[0] if runs else None,
     }
+
+
+def _members(con: duckdb.DuckDBPyConnection, existing: set[str], runs: list[dict[str, Any]]) -> list[dict]:
+    """The live runs as members of the group: the partitions each recorded last, and its last batch."""
+    members = []
+    for run in runs:
+        member = {"run_id": run["run_id"], "host": run["host"], "pid": run["pid"], "state": run["state"]}
+        member["partitions"] = []
+        if "_cdc_assignments" in existing:
+            row = con.execute(
+                f"select partitions from {ASSIGNMENTS_TABLE} where run_id = ? order by assigned_at desc limit 1",
+                [run["run_id"]],
+            ).fetchone()
+            if row is not None:
+                member["partitions"] = [(t, int(p)) for t, p in json.loads(row[0])]
+        member["last_batch"] = None
+        if "_cdc_batches" in existing:
+            batches = _rows(
+                con,
+                "select batch_id, records, committed_at from lake.staging._cdc_batches "
+                f"where run_id = {quote_literal(run['run_id'])} order by batch_id desc limit 1",
+            )
+            member["last_batch"] = batches[0] if batches else None
+        members.append(member)
+    return members
 
 
 def _last_batch(con: duckdb.DuckDBPyConnection, existing: set[str]) -> dict[str, Any] | None:
@@ -316,6 +342,9 @@ def collect_status(
         highs, problem = probe_high_watermarks(settings, {tp: r["landed"] for tp, r in landed.items()})
         if problem:
             problems.append(problem)
+    ingester = _runs(con, existing, settings.target)
+    members = _members(con, existing, ingester["runs"])
+    owners = {tp: m["run_id"] for m in members for tp in m["partitions"]}
     partitions = []
     for topic, partition in sorted(set(landed) | set(highs)):
         row = landed.get((topic, partition), {})
@@ -329,6 +358,7 @@ def collect_status(
                 "high_watermark": high,
                 "lag": None if high is None else high - position,
                 "last_commit": row.get("last_commit"),
+                "owner": owners.get((topic, partition)),
             }
         )
     lost = [p for p in partitions if p["lag"] is not None and p["lag"] < 0]
@@ -346,7 +376,8 @@ def collect_status(
         "lake": {"catalog": _describe_catalog(settings), "data_path": settings.data_path},
         "broker": settings.kafka.bootstrap_servers,
         "topics": settings.topics,
-        "ingester": _runs(con, existing, settings.target),
+        "ingester": ingester,
+        "members": members,
         "last_batch": last_batch,
         "partitions": partitions,
         "total_lag": sum(p["lag"] for p in partitions if p["lag"] is not None and p["lag"] > 0),
@@ -452,6 +483,25 @@ def render(status: dict[str, Any], console: Any) -> None:
             "-" if p["last_commit"] is None else f"{_ago((now - p['last_commit']).total_seconds())} ago",
         )
     console.print(lag)
+
+    if status["members"]:
+        members = Table("member (run)", "host", "pid", "partitions", "last batch", title="Members")
+        for m in status["members"]:
+            last = m["last_batch"]
+            members.add_row(
+                m["run_id"],
+                m["host"],
+                str(m["pid"]),
+                str(len(m["partitions"])),
+                "-" if last is None else f"#{last['batch_id']} {_when(last['committed_at'], now)}",
+            )
+        console.print(members)
+        unowned = [p for p in status["partitions"] if p["owner"] is None]
+        if unowned:
+            shown = ", ".join(f"{p['topic']}[{p['partition']}]" for p in unowned[:10])
+            console.print(
+                f"[yellow]owned by no member:[/] {len(unowned)} partitions ({shown})", highlight=False
+            )
 
     tables = Table("staging table", "rows", "newest source event", "freshness", "state", title="Freshness")
     for t in status["tables"]:
