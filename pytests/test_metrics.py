@@ -2,6 +2,7 @@
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,11 +18,21 @@ from ingest.embedded.broker import ensure_topics
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
+    """Samples by (name, labels), without the `member` label every served series carries."""
     found = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+            labels = {k: v for k, v in sample.labels.items() if k != "member"}
+            found[(sample.name, tuple(sorted(labels.items())))] = sample.value
     return found
+
+
+def member_labels(text: str) -> set[str | None]:
+    return {
+        sample.labels.get("member")
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def test_each_ingester_has_a_registry_of_its_own():
@@ -90,6 +101,10 @@ def test_a_running_ingester_reports_events_dead_letters_lag_and_freshness(lake):
                 break
             time.sleep(0.5)
         assert found.get(("cdc_ingest_events_total", ())) == 302, found
+        # every series names the member (its run id), the same for all; it owns the topic's one partition
+        (member,) = member_labels(body)
+        assert member and member.startswith(socket.gethostname())
+        assert found[("cdc_ingest_owned_partitions", ())] == 1
         assert found[("cdc_ingest_rows_total", (("table", "s__items"),))] == 300
         assert found[("cdc_ingest_dead_letters_total", (("topic", topic),))] == 2
         assert found[("cdc_ingest_consumer_lag", (("partition", "0"), ("topic", topic)))] == 0

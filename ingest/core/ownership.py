@@ -78,7 +78,11 @@ def seed_fence(con: duckdb.DuckDBPyConnection, table: str, member: Member, last_
 
 
 def check_group(con: duckdb.DuckDBPyConnection, table: str, member: Member) -> None:
-    owners = [g for (g,) in con.execute(f"select distinct group_id from {table}").fetchall()]
+    if not member.group_id:  # a tool that consumes no Kafka (repair, a dead-letter listing): any group
+        return
+    owners = [
+        g for (g,) in con.execute(f"select distinct group_id from {table} where group_id <> ''").fetchall()
+    ]
     for owner in owners:
         if owner != member.group_id:
             raise WrongGroup(wrong_group_message(owner, member))
@@ -118,8 +122,11 @@ def moved_message(moved: list[tuple[str, int, int | None, int | None]]) -> str:
 
 def replace_fence(con: duckdb.DuckDBPyConnection, table: str, member: Member, batch_id: int) -> None:
     """Inside a batch's transaction: the delete that makes concurrent batch commits conflict."""
+    group = member.group_id
+    if not group:  # keep the owner's name
+        group = scalar(con, f"select coalesce(max(group_id), '') from {table}")
     con.execute(f"delete from {table}")
-    con.execute(f"insert into {table} values (?, ?, ?, now())", [member.group_id, batch_id, member.run_id])
+    con.execute(f"insert into {table} values (?, ?, ?, now())", [group, batch_id, member.run_id])
 
 
 def record_assignment(

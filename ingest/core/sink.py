@@ -192,10 +192,7 @@ class LakeSink:
         self._checked_snapshot = None
         for ddl in BOOKKEEPING_DDL:
             self.con.execute(self.bookkeeping(ddl))
-        # Lakes made before batches named their run.
-        self.con.execute(
-            f"alter table {self.bookkeeping(BATCHES_TABLE)} add column if not exists run_id varchar"
-        )
+        self._add_missing_columns()
         self.state = self._load_state()
         self.generation = offsets.read_generation(self.con, self.table_prefix + "_cdc_offsets")
         offsets_table = self.bookkeeping(offsets.OFFSETS_TABLE)
@@ -203,6 +200,19 @@ class LakeSink:
         self._last_batch_id = ownership.last_batch_id(self.con, fence, offsets_table)
         ownership.seed_fence(self.con, fence, self.member, self._last_batch_id)
         return offsets.load_positions(self.con, offsets_table), self._last_batch_id
+
+    def _add_missing_columns(self) -> None:
+        """Lakes made before batches named their run. Only when missing: every ALTER is a new schema
+        version, and DuckLake merges no files across schema versions."""
+        table = self.table_prefix + contract.BATCHES.name
+        present = scalar(
+            self.con,
+            "select count(*) from duckdb_columns() where database_name = ? and schema_name = ? "
+            "and table_name = ? and column_name = 'run_id'",
+            [LAKE, STAGING, table],
+        )
+        if not present:
+            self.con.execute(f"alter table {self.bookkeeping(BATCHES_TABLE)} add column run_id varchar")
 
     def load_positions(self) -> offsets.Positions:
         """The lake's positions now (a member given partitions: another may have landed them)."""

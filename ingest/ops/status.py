@@ -143,7 +143,8 @@ def _members(con: duckdb.DuckDBPyConnection, existing: set[str], runs: list[dict
         member["partitions"] = []
         if "_cdc_assignments" in existing:
             row = con.execute(
-                f"select partitions from {ASSIGNMENTS_TABLE} where run_id = ? order by assigned_at desc limit 1",
+                f"select partitions from {ASSIGNMENTS_TABLE} where run_id = ? "
+                "order by assigned_at desc limit 1",
                 [run["run_id"]],
             ).fetchone()
             if row is not None:
