@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CORPUS, REPO, VARIANTS
+from conftest import CORPUS, REPO, VARIANTS, seed_dbt_target
 from ingest.devtools.corpus import produce, read_variant
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not VARIANTS, reason="corpus not present")]
@@ -15,6 +15,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.skipif(not VARIANTS, reason="
 
 def start_build(lake, path: Path) -> subprocess.Popen[str]:
     path.mkdir()
+    seed_dbt_target(lake, path / "target")
     command = [
         str(Path(sys.executable).parent / "dbt"),
         "build",

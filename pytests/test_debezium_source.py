@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, seed_dbt_target
 from ingest.devtools.compare import compare_tables, postgres_tables
 from ingest.devtools.postgres_source import debezium_source, source_exceptions
 
@@ -24,6 +24,7 @@ pytestmark = [
 
 
 def dbt_build(lake, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    seed_dbt_target(lake, tmp_path / "target")
     command = [str(Path(sys.executable).parent / "dbt"), "build", "--target-path", str(tmp_path / "target")]
     command += ["--log-path", str(tmp_path / "logs")]
     return subprocess.run(command, env=lake.env, cwd=REPO, capture_output=True, text=True, timeout=600)

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MARTS = ("current_stock", "customer_lifetime_value", "daily_sales", "orders", "orders_by_status")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def demo_env():
     state_dir = Path(f"/tmp/cdc-demo-{os.getpid()}")  # short: the catalog's Unix socket lives under it
     port = free_port()
@@ -67,33 +68,57 @@ def assert_everything_stopped(state_dir: Path, port: int) -> None:
     assert not EmbeddedCatalog(state_dir).status().running, "the demo left its catalog running"
 
 
-def test_demo_prints_marts_points_onwards_stops_and_fresh_starts_over(demo_env):
+def down(env) -> None:
+    subprocess.run([sys.executable, "-m", "ingest.cli", "down"], env=env, cwd=REPO, capture_output=True)
+
+
+@dataclass
+class FirstRun:
+    result: subprocess.CompletedProcess[str]
+    left_running: list[str]
+    served: int
+    staged: int
+
+
+@pytest.fixture(scope="module")
+def first_run(demo_env) -> FirstRun:
+    """One `ingest demo` on an empty state directory, shared by the tests below (each demo run costs ~20 s):
+    what it printed, whether it stopped what it started, and what it left in the lake. Each test then works
+    on a lake holding one run's worth of the source: the first run's, or the fresh run's that replaced it."""
     env, state_dir, port = demo_env
-    first = run_demo(env)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    result = run_demo(env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    running = {"broker": port_open("127.0.0.1", port), "catalog": EmbeddedCatalog(state_dir).status().running}
+    served, staged = count(env, "serving.orders"), count(env, "staging.inventory__orders")
+    down(env)
+    return FirstRun(result, [part for part, up in running.items() if up], served, staged)
+
+
+def test_demo_prints_marts_points_onwards_stops_and_fresh_starts_over(demo_env, first_run):
+    env, state_dir, port = demo_env
+    first = first_run.result
     for mart in MARTS:
         assert f"serving.{mart}:" in first.stdout, mart
     assert "Where to look next" in first.stdout
     assert "dbt docs" in first.stdout and "ingest status" in first.stdout
     assert "stopped what the demo started" in first.stdout
-    assert_everything_stopped(state_dir, port)
-    served, staged = count(env, "serving.orders"), count(env, "staging.inventory__orders")
-    assert served > 0
-    subprocess.run([sys.executable, "-m", "ingest.cli", "down"], env=env, cwd=REPO, capture_output=True)
+    assert not first_run.left_running, f"the demo left its {first_run.left_running} running"
+    assert first_run.served > 0
 
     fresh = run_demo(env, "--fresh")
     assert fresh.returncode == 0, fresh.stdout[-3000:] + fresh.stderr[-3000:]
     assert "wiped the lake" in fresh.stdout
     assert_everything_stopped(state_dir, port)
-    assert count(env, "staging.inventory__orders") == staged  # an empty lake again: the first run's rows
-    assert count(env, "serving.orders") == served
+    # an empty lake again, whatever ran since the first run: the first run's rows
+    assert count(env, "staging.inventory__orders") == first_run.staged
+    assert count(env, "serving.orders") == first_run.served
+    down(env)
 
 
-def test_a_second_demo_run_continues_the_source(demo_env):
+def test_a_second_demo_run_continues_the_source(demo_env, first_run):
     env, state_dir, port = demo_env
-    assert run_demo(env).returncode == 0
     staged = count(env, "staging.inventory__orders")
-    subprocess.run([sys.executable, "-m", "ingest.cli", "down"], env=env, cwd=REPO, capture_output=True)
+    down(env)
     # On top of the first: the source database goes on (its keys, sequences and log), so the new events
     # land (none is stale) and the dbt build's history tests hold across both runs.
     second = run_demo(env)
@@ -101,6 +126,7 @@ def test_a_second_demo_run_continues_the_source(demo_env):
     assert "the source goes on from the earlier runs' 300 events" in second.stdout
     assert_everything_stopped(state_dir, port)  # before `ingest sql` starts the catalog again
     assert count(env, "staging.inventory__orders") > staged
+    down(env)
 
 
 def test_broker_start_precreates_the_inventory_topics_with_the_configured_partitions(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import CORPUS, REPO
+from conftest import CORPUS, REPO, seed_dbt_target
 from ingest.core.decode import (
     ChangeRow,
     DeadLetter,
@@ -742,6 +742,7 @@ def test_dbt_build_on_the_generated_stream_equals_the_generators_final_state(lak
     assert generator.counts[("products_on_hand", "t")] > 0
     assert set(state["products"]) - set(state["products_on_hand"]), "no stock row dropped for good"
     lake.ingest("run", "--until-caught-up")
+    seed_dbt_target(lake, tmp_path / "target")
     build = subprocess.run(
         [str(Path(sys.executable).parent / "dbt"), "build", "--target-path", str(tmp_path / "target"),
          "--log-path", str(tmp_path / "logs")],
@@ -803,6 +804,7 @@ def test_two_incremental_builds_over_truncates_keep_the_history_consistent(lake,
     """Two demo-like runs of one source (the second continues the first) with a dbt build after each: the
     second build must pass its tests and curated must equal the generator's state again."""
     dbt = [str(Path(sys.executable).parent / "dbt"), "build", "--target-path", str(tmp_path / "target")]
+    seed_dbt_target(lake, tmp_path / "target")
     generator = None
     for continue_from, events in (((), 2500), ((2500,), 1500)):
         earlier = ["--continue-from", ",".join(map(str, continue_from))] if continue_from else []
