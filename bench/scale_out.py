@@ -32,7 +32,17 @@ import uuid
 from pathlib import Path
 
 import orjson
-from common import REPO, BenchEnv, bench_env, customer_payload, delete_topic, encode, producer, spread, write_result
+from common import (
+    REPO,
+    BenchEnv,
+    bench_env,
+    customer_payload,
+    delete_topic,
+    encode,
+    producer,
+    spread,
+    write_result,
+)
 
 from ingest.core.config import load_settings
 from ingest.embedded.broker import ensure_topics
