@@ -126,7 +126,8 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
 
 
 def produce_backlog(bootstrap: str, topic: str, events: int) -> dict[tuple[str, int], int]:
-    """`events` customers creates spread over 6 partitions; returns each partition's end (delivery reports)."""
+    """`events` customers creates spread over 6 partitions; returns each partition's end (from the
+    delivery reports)."""
     ensure_topics({"bootstrap.servers": bootstrap}, [topic], partitions=PARTITIONS)
     p = producer(bootstrap)
     ends: dict[tuple[str, int], int] = {}
@@ -292,13 +293,16 @@ def main() -> None:
         partitions=PARTITIONS,
     )
     print()
-    print("| members | landed (events/s, from start) | from first commit | per core | vs N=1 (median, min-max) "
-          "| conflicts per member | retries per member |")  # fmt: skip
+    print(
+        "| members | landed (events/s, from start) | from first commit | per core "
+        "| vs N=1 (median, min-max) | conflicts per member | retries per member |"
+    )
     print("|---|---|---|---|---|---|---|")
     for n in () if args.pause_only else (1, 2, 3):
         r = results[f"N={n}"]
         print(
-            f"| {n} | {r['landed_per_s']['median']:,.0f} | {r['landed_from_first_commit_per_s']['median']:,.0f} "
+            f"| {n} | {r['landed_per_s']['median']:,.0f} "
+            f"| {r['landed_from_first_commit_per_s']['median']:,.0f} "
             f"| {r['per_core_per_s']['median']:,.0f} | {r['ratio']['median']:.2f} "
             f"({r['ratio']['min']:.2f}-{r['ratio']['max']:.2f}) | {r['conflicts_per_member']} "
             f"| {r['retries_per_member']} |"
