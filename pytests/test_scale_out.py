@@ -46,6 +46,7 @@ class Members:
         self.lake = lake
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen] = {}
+        self.generators: list[subprocess.Popen] = []
 
     def start(self, name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log_file = (self.log_dir / f"{name}.log").open("w")
@@ -70,8 +71,17 @@ class Members:
             if process.poll() is None:
                 self.stop(name)
 
+    def generate(self, rate: float, seed: int) -> subprocess.Popen:
+        """Produce until `finish_generator`: the stream flows through every step of a scenario however
+        slowly the members start on a loaded machine."""
+        generator = start_generator(
+            self.lake, 10_000_000, rate, "--partitions", "4", "--seed", str(seed), "--no-schemas"
+        )
+        self.generators.append(generator)
+        return generator
+
     def close(self) -> None:
-        for process in self.processes.values():
+        for process in [*self.processes.values(), *self.generators]:
             if process.poll() is None:
                 process.kill()
                 process.wait(30)
@@ -107,12 +117,6 @@ def wait_until_all_landed(lake, timeout_s: float = 120) -> list:
     return records
 
 
-def generate(lake, rate: float, seed: int) -> subprocess.Popen:
-    """Produce until `finish_generator`: the stream flows through every step of a scenario however slowly
-    the members start on a loaded machine."""
-    return start_generator(lake, 10_000_000, rate, "--partitions", "4", "--seed", str(seed), "--no-schemas")
-
-
 def finish_generator(generator: subprocess.Popen) -> None:
     assert generator.poll() is None, "the generator stopped before the scenario did"
     generator.send_signal(signal.SIGINT)  # it flushes and stops
@@ -140,7 +144,7 @@ def batch_ids_in_commit_order(lake) -> list[int]:
 
 def test_two_ingesters_split_the_partitions_and_land_each_event_once(lake, members):
     warm_up(lake)
-    generator = generate(lake, 1000, seed=5)
+    generator = members.generate(1000, seed=5)
     members.start("a")
     time.sleep(3)  # as a rolling deploy or a second terminal does
     members.start("b")
@@ -168,7 +172,7 @@ def test_rolling_deploy_with_a_kill_lands_each_event_once(lake, members):
     """A second instance starts before the first stops, a third joins, one is SIGKILLed, a fourth replaces
     it, all while the generator produces."""
     warm_up(lake)
-    generator = generate(lake, 1000, seed=6)
+    generator = members.generate(1000, seed=6)
     members.start("first")
     time.sleep(2)
     members.start("second")
@@ -192,7 +196,7 @@ def test_a_paused_member_resumed_after_its_partitions_moved_lands_nothing_twice(
     """SIGSTOP past the session timeout: the other member takes the partitions and lands them; after SIGCONT
     the stale member holds batches of partitions it lost, which the lake's fence refuses."""
     warm_up(lake)
-    generator = generate(lake, 1000, seed=7)
+    generator = members.generate(1000, seed=7)
     zombie = members.start("zombie")
     time.sleep(2)
     members.start("survivor")
