@@ -153,6 +153,9 @@ class LakeSink:
         self.conflict_count = 0  # commits lost to another writer's (retried without limit)
         self._last_batch_id = 0  # the lake's, as of this writer's last commit
         self._holds_turn = False
+        # The batch id of the last COMMIT sent for the batch being written (None: none yet): only such a
+        # commit can have landed unbeknown. Ids are taken per attempt, so an earlier id says nothing.
+        self._commit_sent: int | None = None
         self.on_retry: Callable[[Exception, int], None] | None = None
         self.last_landing: LandingReport | None = None
         # Runs inside each batch's transaction just before COMMIT (dead-letter retries mark their letters).
@@ -314,6 +317,7 @@ class LakeSink:
         """Land the batch and its offsets in one transaction, retrying conflicts; raise LandingError."""
         started = time.time()
         attempts = 0
+        self._commit_sent = None
         batch.close()
 
         def land() -> None:
@@ -321,7 +325,7 @@ class LakeSink:
             attempts += 1
             # A commit whose answer was lost (the catalog went away during COMMIT) may have landed: landing
             # it again would duplicate every row, so look for its row in the batch log first.
-            if attempts > 1 and self._batch_landed(batch.batch_id):
+            if attempts > 1 and self._commit_sent is not None and self._batch_landed(self._commit_sent):
                 log.warning(
                     "batch %d was committed before the catalog connection broke; not landing it again",
                     batch.batch_id,
@@ -459,6 +463,7 @@ class LakeSink:
             )
         if self.before_commit is not None:
             self.before_commit(con)
+        self._commit_sent = batch.batch_id
         con.execute("commit")
         self._holds_turn = False
         self._checked_snapshot = snapshot
