@@ -6,6 +6,7 @@ of its own (a unique prefix), so tests never see each other's rows.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -17,8 +18,9 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -77,18 +79,32 @@ class Lake:
     settings: IngestSettings
     env: dict[str, str]
     topic_prefix: str
+    _queries: Any = field(default=None, repr=False)
 
     def connect(self):
+        """A new connection of the caller's own, with the lake attached."""
         from ingest.embedded.catalog import connect_lake
 
         return connect_lake(self.settings)
 
     def query(self, sql: str) -> list[tuple]:
-        con = self.connect()
+        """Run one statement in a transaction of its own (so it sees the lake's latest snapshot, whoever
+        committed it) on a connection kept for the test's queries: opening one costs ~0.5 s (extensions, the
+        attach), and tests run hundreds of queries. A connection that saw an error is closed, never reused
+        (the next query opens a new one: after a catalog restart too)."""
+        if self._queries is None:
+            self._queries = self.connect()
         try:
-            return con.execute(sql).fetchall()
-        finally:
-            con.close()
+            return self._queries.execute(sql).fetchall()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._queries is not None:
+            con, self._queries = self._queries, None
+            with contextlib.suppress(Exception):
+                con.close()
 
     def ingest(
         self, *args: str, timeout: float = 180, check: bool = True
@@ -110,7 +126,7 @@ class Lake:
 
 
 @pytest.fixture
-def lake(state_dir: Path, catalog: EmbeddedCatalog, broker: EmbeddedBroker, tmp_path: Path) -> Lake:
+def lake(state_dir: Path, catalog: EmbeddedCatalog, broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Lake]:
     number = next(_lake_numbers)
     prefix = f"t{uuid.uuid4().hex[:8]}"
     env_overrides = {
@@ -133,7 +149,9 @@ def lake(state_dir: Path, catalog: EmbeddedCatalog, broker: EmbeddedBroker, tmp_
     env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
     env.update(env_overrides)
     settings = load_settings("dev", project_dir=REPO, environ=env)
-    return Lake(settings, env, prefix)
+    lake = Lake(settings, env, prefix)
+    yield lake
+    lake.close()
 
 
 _parsed_projects: dict[Path, Path] = {}
