@@ -303,10 +303,22 @@ def processes_that_landed(lake, lifetimes: list[tuple[float, float]]) -> int:
     return sum(any(start <= at <= end for at in committed) for start, end in lifetimes)
 
 
-def wait_for(condition, timeout_s: float, what: str) -> None:
+def wait_for(
+    condition,
+    timeout_s: float,
+    what: str,
+    log_path: Path | None = None,
+    process: subprocess.Popen | None = None,
+) -> None:
+    """Poll `condition`; fail naming `what` on timeout or as soon as `process` exits, with the tail of its log
+    if given."""
     deadline = time.monotonic() + timeout_s
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        exited = process is not None and process.poll() is not None
+        if exited or time.monotonic() >= deadline:
+            tail = log_path.read_text()[-6000:] if log_path is not None else ""
+            why = f"the process exited ({process.returncode})" if exited else "timed out"
+            pytest.fail(f"{why} waiting for {what}" + (f"; its log ends:\n{tail}" if tail else ""))
         time.sleep(0.3)
 
 

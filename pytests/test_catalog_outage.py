@@ -31,7 +31,7 @@ def test_catalog_restart_mid_run_loses_nothing_and_says_what_happens(lake, state
     with open(log_path, "w") as log_file:
         ingester = start_ingest(lake, "run", env=env, log_file=log_file)
         try:
-            wait_for(lambda: landed(log_path.read_text()) >= 3, 60, "the first batches")
+            wait_for(lambda: landed(log_path.read_text()) >= 3, 60, "the first batches", log_path, ingester)
             assert catalog.stop()
             stopped_at = time.monotonic()
             if catalog_kind == "external":
@@ -40,7 +40,11 @@ def test_catalog_restart_mid_run_loses_nothing_and_says_what_happens(lake, state
                 assert landed(during) == landed(log_path.read_text())
                 catalog.start()
             wait_for(
-                lambda: "reachable again" in log_path.read_text(), 180, "a batch after the catalog came back"
+                lambda: "reachable again" in log_path.read_text(),
+                180,
+                "a batch after the catalog came back",
+                log_path,
+                ingester,
             )
             back_after = time.monotonic() - stopped_at
             assert ingester.poll() is None, "the ingester gave up during the outage"
