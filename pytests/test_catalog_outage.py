@@ -55,7 +55,7 @@ def test_catalog_restart_mid_run_loses_nothing_and_says_what_happens(lake, state
             ingester.wait(60)
     log = log_path.read_text()
     assert ingester.returncode == 0, log[-3000:]
-    assert "the lake's catalog is unreachable, cannot land batch" in log
+    assert "the lake's catalog is unreachable, cannot land a batch" in log
     assert "nothing is lost" in log
     assert "the lake's catalog is reachable again after" in log
     if catalog_kind == "external":

@@ -95,7 +95,8 @@ def _unify_inferred(a: ColumnType, b: ColumnType) -> ColumnType | None:
 
 @dataclass
 class Batch:
-    batch_id: int
+    # Numbered by the sink inside the batch's commit (ids grow in commit order across all members).
+    batch_id: int = 0
     segments: dict[str, list[ChangeRows]] = field(default_factory=dict)  # complete once `close()` ran
     transactions: list[TransactionRecord] = field(default_factory=list)
     messages: list[MessageRecord] = field(default_factory=list)

@@ -139,7 +139,6 @@ class Ingester:
         self.positions: Positions = {}
         self.assigned: set[tuple[str, int]] = set()
         self._consumer: Consumer | None = None
-        self._next_batch_id = 1
         # One batch at a time lands in a writer thread while the next one is consumed and decoded (DuckDB
         # releases the GIL): batches still commit strictly in order, each with its offsets.
         self._writer: ThreadPoolExecutor | None = None
@@ -150,7 +149,7 @@ class Ingester:
         if metrics is not None and sink.on_retry is None:
             sink.on_retry = lambda _error, _attempt: metrics.commit_retries.inc()
         self._dropped = OffsetRuns()  # already landed, not logged yet
-        self._hand = _InHand(Batch(0))
+        self._hand = _InHand(Batch())
         self._at_eof: set[tuple[str, int]] = set()
         self._subscribed: list[str] = []
         self._assignment_seen = False
@@ -163,8 +162,7 @@ class Ingester:
     # ----------------------------------------------------------------------------------------- run
     def run(self, until_caught_up: bool = False, stop: threading.Event | None = None) -> RunStats:
         stop = stop or threading.Event()
-        self.positions, last_batch_id = self.sink.open()
-        self._next_batch_id = last_batch_id + 1
+        self.positions, _ = self.sink.open()
         try:
             self._consumer = Consumer(consumer_config(self.settings), logger=log)
         except KafkaException as error:
@@ -200,7 +198,7 @@ class Ingester:
         """Consume, decode, add to the batch, ask the flush policy, land; return once all read has landed."""
         assert self._consumer is not None
         policy = FlushPolicy.of(self.settings.batch, until_caught_up)
-        hand = self._hand = _InHand(Batch(self._next_batch_id))
+        hand = self._hand = _InHand(Batch())
         at_eof = self._at_eof
         next_refresh = time.monotonic() + METADATA_REFRESH_S
         next_log_end_check = time.monotonic() + LOG_END_CHECK_S
@@ -274,7 +272,7 @@ class Ingester:
         everything read after it; all of it is read again from the lake's new positions."""
         self._resync(replaced)
         self._drop(hand.reading)
-        hand.batch, hand.reading, hand.opened_at = Batch(self._next_batch_id), _Read(), None
+        hand.batch, hand.reading, hand.opened_at = Batch(), _Read(), None
         at_eof.clear()
 
     def _wait_for_first_assignment(self) -> None:
@@ -391,9 +389,8 @@ class Ingester:
         self._finish_landing()
         batch = hand.batch
         batch.started_from = {tp: self.positions.get(tp) for tp in batch.next_offsets}
-        self._next_batch_id = batch.batch_id + 1
         self._landing = (self._writer.submit(self._write, batch), batch)
-        hand.batch = Batch(self._next_batch_id)
+        hand.batch = Batch()
 
     def _write(self, batch: Batch) -> float:
         started = time.monotonic()
@@ -409,7 +406,6 @@ class Ingester:
         self._landing = None
         elapsed = future.result()
         self.positions.update(batch.next_offsets)
-        self._next_batch_id = max(self._next_batch_id, batch.batch_id + 1)  # the lake numbers batches
         self._commit_to_broker(batch)
         self.stats.batches += 1
         self.stats.records += batch.size
@@ -451,11 +447,10 @@ class Ingester:
             "%s; resuming from the lake's positions (after a switch of staging, once it is done)", replaced
         )
         while True:
-            self.positions, last_batch_id = self.sink.open()
+            self.positions, _ = self.sink.open()
             if self.sink.generation is None or not self.sink.generation.paused:
                 break
             time.sleep(0.5)
-        self._next_batch_id = last_batch_id + 1
         if self.share_partitions:
             self._reseek_owned()
         else:
@@ -633,7 +628,7 @@ class Ingester:
     def _drop_hand(self) -> None:
         hand = self._hand
         self._drop(hand.reading)
-        hand.batch, hand.reading, hand.opened_at = Batch(self._next_batch_id), _Read(), None
+        hand.batch, hand.reading, hand.opened_at = Batch(), _Read(), None
 
     def _record_assignment(self) -> None:
         """What this member owns, for `ingest status` (best effort: ownership itself is the lake's fence)."""

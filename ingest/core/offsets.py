@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from ingest.core import contract
-from ingest.core.lake import LAKE, scalar
+from ingest.core.lake import LAKE
 
 OFFSETS_TABLE = contract.OFFSETS.qualified
 OFFSETS_DDL = contract.OFFSETS.ddl
@@ -26,10 +26,6 @@ def load_positions(con: duckdb.DuckDBPyConnection, table: str = OFFSETS_TABLE) -
     """The next offset to read per (topic, partition), as committed with the landed rows."""
     rows = con.execute(f'select topic, "partition", max(next_offset) from {table} group by all').fetchall()
     return {(topic, partition): next_offset for topic, partition, next_offset in rows}
-
-
-def last_batch_id(con: duckdb.DuckDBPyConnection, table: str = OFFSETS_TABLE) -> int:
-    return int(scalar(con, f"select coalesce(max(batch_id), 0) from {table}"))
 
 
 def positions_arrow(positions: Mapping[tuple[str, int], int], batch_id: int) -> pa.Table:

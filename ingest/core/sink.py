@@ -338,7 +338,7 @@ class LakeSink:
                 self.state = self._load_state()
             self._write_once(batch, started)
 
-        self._retrying(f"land batch {batch.batch_id} ({batch.size} records)", land)
+        self._retrying(f"land a batch of {batch.size} records", land)
 
     def _batch_landed(self, batch_id: int) -> bool:
         """Batch ids are unique in a lake (taken inside serialised commits): the id with this run's name."""

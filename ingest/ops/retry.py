@@ -182,9 +182,8 @@ class Retry:
         return live
 
     def _land(self, sink: LakeSink, chosen: list[FailedEvent], unquarantine: list[str]) -> RetryResult:
-        batch_id = offsets.last_batch_id(sink.con) + 1
         decoder = Decoder(self.settings.skip_heartbeats, self.settings.skip_schema_changes)
-        batch = Batch(batch_id)
+        batch = Batch()  # numbered by the sink inside its commit, before `resolve` runs
         decoded_by_id = {}
         for event in sorted(chosen, key=lambda e: (e.record.topic, e.record.partition, e.record.offset)):
             decoded = decoder.decode(event.record)
@@ -199,10 +198,10 @@ class Retry:
                 entry.dirty = True
         outcomes: dict[str, tuple[str, str | None]] = {}
         generation = sink.generation or offsets.Generation("")
-        new_generation = offsets.Generation(generation.name.split("+retry")[0] + f"+retry{batch_id}")
 
         def resolve(con: duckdb.DuckDBPyConnection) -> None:
             outcomes.clear()
+            batch_id = batch.batch_id
             again = {
                 (kind, t, p, o): error
                 for kind, table in KINDS.items()
@@ -225,7 +224,9 @@ class Retry:
             _insert_resolutions(con, chosen, outcomes, batch_id)
             # the batch id advances like a landed batch (positions stay): dbt sees the rows, ingesters resync
             _advance_batch_id(con, positions, batch_id)
-            offsets.write_generation(con, new_generation)
+            offsets.write_generation(
+                con, offsets.Generation(generation.name.split("+retry")[0] + f"+retry{batch_id}")
+            )
 
         sink.before_commit = resolve
         try:
@@ -236,7 +237,7 @@ class Retry:
             landed=[i for i, (o, _) in outcomes.items() if o == "landed"],
             failed_again=[(i, d or "") for i, (o, d) in outcomes.items() if o == "failed again"],
             skipped=[i for i, (o, _) in outcomes.items() if o == "skipped"],
-            batch_id=batch_id,
+            batch_id=batch.batch_id,
         )
 
 
