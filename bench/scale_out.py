@@ -47,6 +47,7 @@ from common import (
 from ingest.core.config import load_settings
 from ingest.embedded.broker import ensure_topics
 from ingest.embedded.catalog import connect_lake
+from ingest.embedded.processes import stop_process
 
 PARTITIONS = 6
 MEMBER_ENV = {
@@ -107,13 +108,7 @@ class Member:
 
     def stop(self) -> float:
         """SIGTERM; returns the epoch time it exited."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(30)
+        stop_process(self.process, 60, kill_wait_s=30)
         return time.time()
 
 

@@ -16,7 +16,6 @@ import json
 import logging
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sysconfig
@@ -28,6 +27,8 @@ from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+from ingest.embedded.processes import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -204,13 +205,8 @@ class ObjectStore:
         a SIGTERM (measured), and nothing of a throwaway store needs a clean shutdown. The data directory
         stays (it goes with work_dir); the Unix sockets weed made in /tmp for these ports go."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        if process is not None:
+            stop_process(process, grace_s)
         for port in self.ports.values():
             for leftover in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
                 leftover.unlink(missing_ok=True)

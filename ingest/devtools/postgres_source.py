@@ -14,6 +14,7 @@ column with a default stays NULL.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
@@ -21,7 +22,6 @@ import os
 import pwd
 import random
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,6 +35,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from ingest.devtools.compare import Exception_
 from ingest.embedded.broker import ensure_topics
+from ingest.embedded.processes import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -218,15 +219,8 @@ def _allow_traversal(path: Path) -> None:
 
 
 def _terminate(pid: int, kill_after_s: float) -> None:
-    try:
-        process = psutil.Process(pid)
-        process.send_signal(signal.SIGTERM)
-        process.wait(kill_after_s)
-    except psutil.TimeoutExpired:
-        process.kill()
-        process.wait(5)
-    except psutil.Error:
-        pass
+    with contextlib.suppress(psutil.NoSuchProcess):
+        stop_process(psutil.Process(pid), kill_after_s)
 
 
 # ------------------------------------------------------------------------------------ Kafka Connect
@@ -383,14 +377,8 @@ class ConnectWorker:
 
     def stop(self) -> None:
         """SIGTERM: the shutdown hook stops the herder (task commits offsets, connector closes its slot)."""
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(30)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(10)
+        if self._process is not None:
+            stop_process(self._process, 30, kill_wait_s=10)
 
 
 def _tail(path: Path, lines: int = 30) -> str:

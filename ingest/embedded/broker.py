@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 import psutil
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from ingest.embedded.processes import stop_process
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +150,7 @@ class EmbeddedBroker:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        process = psutil.Process(pid)
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except psutil.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(psutil.Process(pid), timeout_s)
         self.pid_file.unlink(missing_ok=True)
         log.info("stopped the embedded broker (pid %d)", pid)
         return True
