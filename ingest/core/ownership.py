@@ -154,6 +154,7 @@ def take_lease(con: duckdb.DuckDBPyConnection, table: str, name: str, member: Me
     """Take or renew the lease `name` in a transaction of its own; False if another holds it (or took it
     at the same moment: the delete makes two takers conflict, one wins)."""
     try:
+        _seed_lease(con, table, name)
         con.execute("begin transaction")
         holder = lease_holder(con, table, name)
         if holder is not None and holder != member.holder:
@@ -170,6 +171,13 @@ def take_lease(con: duckdb.DuckDBPyConnection, table: str, name: str, member: Me
         with contextlib.suppress(duckdb.Error):
             con.execute("rollback")
         return False
+
+
+def _seed_lease(con: duckdb.DuckDBPyConnection, table: str, name: str) -> None:
+    """A lease nobody took yet gets an expired row first: two takers then both delete it and conflict. (Two
+    appends never conflict in DuckLake: without the row both would take it. Two seeds are harmless.)"""
+    if scalar(con, f"select count(*) from {table} where name = ?", [name]) == 0:
+        con.execute(f"insert into {table} values (?, '', '', 0, timestamptz 'epoch')", [name])
 
 
 def release_lease(con: duckdb.DuckDBPyConnection, table: str, name: str, member: Member) -> None:

@@ -3,8 +3,8 @@
 Each piece of work has a lease in `staging._cdc_leases` (ingest/core/ownership.py): a member does the work
 only while it holds the lease, renews it each time, and gives it back when it stops. A member that goes
 away without giving it back (SIGKILL, a lost machine) loses it when it expires; the next member to ask
-takes it over. Taking a lease deletes the previous row, so two members taking it at once conflict in
-DuckLake and only one wins.
+takes it over. Taking a lease replaces its row (a lease never taken gets an expired one first), so
+two members taking it at once conflict in DuckLake and only one wins.
 """
 
 from __future__ import annotations

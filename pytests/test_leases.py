@@ -1,0 +1,60 @@
+"""Lake-wide work once (continuous builds, maintenance): a lease in the lake's `_cdc_leases` has one holder
+at a time, is renewed and given back, and passes to another member when its holder went away without
+giving it back (SIGKILL, a lost machine). Real lake, leases taken as the members take them."""
+
+import threading
+import time
+
+import pytest
+
+from ingest.core.ownership import Member
+from ingest.ops.leases import LakeLease
+
+pytestmark = pytest.mark.integration
+
+
+def member(name: str) -> Member:
+    return Member("group", f"run-{name}", "host", 1)
+
+
+def test_a_lease_has_one_holder_and_passes_on_when_released_or_expired(lake):
+    lease_s = 6
+    a = LakeLease(lake.connect, "dbt-builds", member("a"), seconds=lease_s)
+    b = LakeLease(lake.connect, "dbt-builds", member("b"), seconds=lease_s)
+    assert a.take()
+    assert not b.take()
+    assert a.take(), "the holder renews its lease"
+    a.release()
+    # b's lease runs from its transaction's start, between these two instants
+    asked_at = time.monotonic()
+    assert b.take(), "a released lease is free at once"
+    answered_at = time.monotonic()
+    # b goes away without a word: its lease holds until it expires, then a takes the work over
+    while time.monotonic() < asked_at + lease_s / 2:  # a take opens a connection: ~0.5 s, more under load
+        assert not a.take(), "taken over before the holder's lease expired"
+        time.sleep(0.2)
+    time.sleep(max(0.0, answered_at + lease_s - time.monotonic()))
+    assert a.take(), "the lease of a member that went away was not taken over once it expired"
+    assert not b.take(), "the member that came back holds it too"
+
+
+def test_members_asking_for_a_new_lease_at_the_same_moment_get_one_holder(lake):
+    """The first take of a lease: nobody's row exists yet, so the takers must conflict on something."""
+    for round_ in range(4):
+        leases = [LakeLease(lake.connect, f"work-{round_}", member(str(i)), seconds=60) for i in range(3)]
+        start = threading.Barrier(len(leases))
+        taken: list[bool] = [False] * len(leases)
+
+        def take(i: int) -> None:
+            start.wait()
+            taken[i] = leases[i].take()
+
+        threads = [threading.Thread(target=take, args=(i,)) for i in range(len(leases))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        # a member that lost the race sees the winner on its next try
+        again = [lease.take() for lease in leases]
+        assert sum(again) == 1, f"round {round_}: {again} hold the lease (first takes: {taken})"
+        assert sum(taken) <= 1, f"round {round_}: {taken} took the lease at once"
