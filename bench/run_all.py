@@ -24,7 +24,7 @@ SCALES: dict[str, dict[str, list[str]]] = {
         "freshness": ["--rates", "1000,10000", "--duration", "60", "--runs", "3"],
         "dbt_incremental": ["--history", "1000000,10000000", "--runs", "3", "--chunk", "1000000"],
         "memory": ["--events", "5000000", "--runs", "3"],
-        "scale_out": ["--events", "60000", "--runs", "3"],
+        "scale_out": ["--events", "200000", "--runs", "3"],
     },
     "quick": {
         "ingest_throughput": ["--events", "100000", "--runs", "3"],
