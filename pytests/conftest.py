@@ -282,18 +282,33 @@ def warm_up(lake) -> None:
 def kill_ingester_repeatedly(
     lake, kills: int, rng, env: dict[str, str] | None = None, alive_s: tuple[float, float] = (1.0, 3.5)
 ) -> list[tuple[float, float]]:
-    """Start `ingest run` and SIGKILL it after a random time, `kills` times: kills land in start-up, while a
-    batch is gathered and inside commits. Returns each process's lifetime (epoch seconds from start to
-    kill). Call `warm_up` first."""
+    """Start `ingest run` and SIGKILL it, `kills` times: every other process after a random time (kills in
+    start-up and in the group join), the others a random moment after their first batch committed (kills
+    while a batch is gathered and inside commits, however slow start-up is under load). Returns each
+    process's lifetime (epoch seconds from start to kill). Call `warm_up` first."""
     lifetimes = []
-    for _ in range(kills):
+    for life in range(kills):
         started = time.time()
+        batches = batches_committed(lake)
         process = start_ingest(lake, "run", env=env)
-        time.sleep(rng.uniform(*alive_s))
+        if life % 2:
+            wait_for(
+                lambda b=batches: batches_committed(lake) > b, 120, "a batch of the process", None, process
+            )
+            time.sleep(rng.uniform(0, alive_s[1] - alive_s[0]))
+        else:
+            time.sleep(rng.uniform(*alive_s))
         process.send_signal(signal.SIGKILL)
         process.wait()
         lifetimes.append((started, time.time()))
     return lifetimes
+
+
+def batches_committed(lake) -> int:
+    try:
+        return lake.query("select count(*) from lake.staging._cdc_batches")[0][0]
+    except Exception:  # no batch log before the first ingester opened the lake
+        return 0
 
 
 def processes_that_landed(lake, lifetimes: list[tuple[float, float]]) -> int:

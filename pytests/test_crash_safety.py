@@ -30,7 +30,6 @@ from ingest.embedded.broker import ensure_topics
 pytestmark = pytest.mark.integration
 
 KILLS = int(os.environ.get("CRASH_TEST_KILLS", "8"))
-EVENTS = int(os.environ.get("CRASH_TEST_EVENTS", "30000"))
 FAST_BATCHES = {"INGEST_BATCH__MAX_EVENTS": "2000", "INGEST_BATCH__MAX_MS": "100"}
 
 
@@ -60,8 +59,10 @@ def change_event(item_id: int) -> bytes:
 
 
 def produce_numbered(
-    client_config: dict, topic: str, count: int, delivered: dict, done: threading.Event
+    client_config: dict, topic: str, stop: threading.Event, delivered: dict, done: threading.Event
 ) -> None:
+    """Numbered events at about 830/s until `stop` is set: the stream flows across every kill, however
+    long the lives take under load."""
     producer = Producer({"bootstrap.servers": client_config["bootstrap.servers"], "linger.ms": 20})
 
     def on_delivery(error, message):
@@ -70,7 +71,8 @@ def produce_numbered(
                 message.key().decode().split(":")[1][:-1]
             )
 
-    for item_id in range(count):
+    item_id = 0
+    while not stop.is_set():
         producer.produce(
             topic,
             key=b'{"id":%d}' % item_id,
@@ -80,9 +82,8 @@ def produce_numbered(
         )
         if item_id % 500 == 0:
             producer.poll(0)
-            # about 830 events/s: 30,000 events take ~36 s, so the stream flows across the kills
-            # (8 lives of 2-7 s) instead of ending before the second one
             time.sleep(0.6)
+        item_id += 1
     producer.flush(60)
     done.set()
 
@@ -92,19 +93,20 @@ def test_kill_minus_nine_loses_and_duplicates_nothing(lake):
     warm_up(lake)
     ensure_topics({"bootstrap.servers": lake.settings.kafka.bootstrap_servers}, [topic], partitions=2)
     delivered: dict[tuple[int, int], int] = {}
-    done = threading.Event()
+    stop, done = threading.Event(), threading.Event()
     producer = threading.Thread(
         target=produce_numbered,
-        args=(lake.settings.kafka.client, topic, EVENTS, delivered, done),
+        args=(lake.settings.kafka.client, topic, stop, delivered, done),
         daemon=True,
     )
     producer.start()
     rng = random.Random(int(os.environ.get("CRASH_TEST_SEED", "7")))
-    # lives of 2-7 s: start-up includes joining the consumer group (about 1 s here), and a killed member
-    # holds its partitions until its session times out (1 s)
+    # lives of 2-7 s, or 0-5 s after the first batch: start-up includes joining the consumer group (about
+    # 1 s here), and a killed member holds its partitions until its session times out (1 s)
     lifetimes = kill_ingester_repeatedly(lake, KILLS, rng, env=FAST_BATCHES, alive_s=(2.0, 7.0))
+    stop.set()
     producer.join(120)
-    assert done.is_set() and len(delivered) == EVENTS
+    assert done.is_set() and len(delivered) > 10_000
     landed_while_killing = lake.query("select count(*) from lake.staging.inventory__items")[0][0]
     assert landed_while_killing > 0, "no ingester lived long enough to land anything"
     lake.ingest("run", "--until-caught-up", timeout=300)
@@ -114,9 +116,10 @@ def test_kill_minus_nine_loses_and_duplicates_nothing(lake):
     assert len(rows) == len(landed), "a record landed twice"
     assert landed == delivered, "staging differs from what was produced"
     assert_staging_exactly_once(lake, read_topics(lake))
-    # Under load start-up alone can outlast a process's life: what matters is that at least one kill hit
-    # a process that was landing and a later process resumed after it (not how many batches there were).
-    assert processes_that_landed(lake, lifetimes) >= 2, "the kills did not interrupt a stream of batches"
+    # every other process is killed after it landed: kills interrupted a stream that later processes resumed
+    assert processes_that_landed(lake, lifetimes) >= KILLS // 2, (
+        "the kills did not interrupt a stream of batches"
+    )
 
 
 @pytest.mark.soak
