@@ -31,7 +31,7 @@ system-deps:
 
 ## Every check: ruff, sqlfluff (dbt templater), pytest (unit + integration with the real broker, lake, dbt).
 test: install system-deps lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check ingest pytests bench
