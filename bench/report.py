@@ -184,12 +184,44 @@ def memory(report: dict) -> list[str]:
     return lines
 
 
+def scale_out(report: dict) -> list[str]:
+    r = report["results"]
+    lines = header(
+        f"Scale-out: 1, 2, 3 ingesters on one {report['partitions']}-partition topic, "
+        f"{fmt(report['events'])}-event backlog",
+        report,
+    )
+    lines += [
+        "| members | landed (events/s, from start) | from the first commit | per core | vs N=1 "
+        "| conflicts per member | retries per member |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n in (1, 2, 3):
+        row = r.get(f"N={n}")
+        if row is None:
+            continue
+        lines.append(
+            f"| {n} | **{triple(row['landed_per_s'])}** | {triple(row['landed_from_first_commit_per_s'])} "
+            f"| {triple(row['per_core_per_s'])} | {triple(row['ratio'], 2)} | {row['conflicts_per_member']} "
+            f"| {row['retries_per_member']} |"
+        )
+    pauses = r["rebalance"]["runs"]
+    lines += [
+        "",
+        f"Rebalance pause (a member of two stops; time until all its busy partitions land again): "
+        f"**{triple(r['rebalance']['pause_s'], 1, ' s')}**, "
+        f"{', '.join(str(p['partitions_moved']) for p in pauses)} partitions moved.",
+    ]
+    return lines
+
+
 RENDERERS = {
     "ingest_throughput": ingest_throughput,
     "peer_dlt": peer_dlt,
     "freshness": freshness,
     "dbt_incremental": dbt_incremental,
     "memory": memory,
+    "scale_out": scale_out,
 }
 
 

@@ -229,7 +229,14 @@ def rebalance_pause(bench: BenchEnv, rate: float, logs: Path, run: int) -> dict:
             }
             return all(k in times for k in owned)
 
-        wait_for(advanced_since_exit, 120, "the stopped member's partitions to land again")
+        try:
+            wait_for(advanced_since_exit, 120, "the stopped member's partitions to land again")
+        except TimeoutError as error:
+            alive = "running" if first.process.poll() is None else f"exited {first.process.returncode}"
+            raise TimeoutError(
+                f"{error}; partitions {owned}; the first member ({alive}) logged:\n"
+                + first.log.read_text()[-4000:]
+            ) from None
         times = lake.query(
             'select topic, "partition", epoch(min(committed_at)) from lake.staging._cdc_offsets '
             f"where epoch(committed_at) > {exited} group by all"
