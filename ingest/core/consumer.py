@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 METADATA_REFRESH_S = 10.0
 LOG_END_CHECK_S = 1.0
+LOG_END_GRACE_S = 5.0  # a stored position past the log's end for this long means the broker lost data
 
 
 class IngestError(RuntimeError):
@@ -57,6 +58,25 @@ class RunStats:
     last_batch_seconds: float = 0.0
     started_at: float = field(default_factory=time.time)
     first_read_at: float | None = None  # time.monotonic() when the first records came back from the broker
+
+
+def lost_log_end(
+    positions: Positions,
+    highs: dict[tuple[str, int], int],
+    past_end_since: dict[tuple[str, int], float],
+    now: float,
+) -> tuple[tuple[str, int], int] | None:
+    """The partition (and its log end) whose stored position has stayed past the broker's high watermark
+    for LOG_END_GRACE_S, if any; `past_end_since` keeps since when each has been past it (updated here).
+
+    The cached high watermark of a partition given back to this member is that of its last fetch, maybe
+    long ago (another member landed it since): it is past for a moment, until the next fetch answers."""
+    for tp, high in highs.items():
+        if not (high >= 0 and positions.get(tp, 0) > high):
+            past_end_since.pop(tp, None)
+        elif now - past_end_since.setdefault(tp, now) >= LOG_END_GRACE_S:
+            return tp, high
+    return None
 
 
 def consumer_config(settings: IngestSettings) -> dict[str, str | bool | int]:
@@ -151,6 +171,7 @@ class Ingester:
         self._dropped = OffsetRuns()  # already landed, not logged yet
         self._hand = _InHand(Batch())
         self._at_eof: set[tuple[str, int]] = set()
+        self._past_log_end: dict[tuple[str, int], float] = {}  # since when each looked past the log's end
         self._subscribed: list[str] = []
         self._assignment_seen = False
         self._closing = False
@@ -666,15 +687,19 @@ class Ingester:
 
         Some brokers (the dev broker among them) answer a fetch beyond the end with nothing at all rather
         than OFFSET_OUT_OF_RANGE; the high watermark of the fetch responses shows it either way. In a
-        healthy log the stored position can never exceed it.
+        healthy log the stored position exceeds it only until the first fetch after an assignment.
         """
-        assert self._consumer is not None
-        for (topic, partition), stored in self.positions.items():
-            if (topic, partition) not in self.assigned:
-                continue
-            _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
-            if high >= 0 and stored > high:
-                raise IngestError(self._lost_data_message(topic, partition, f"the log ends at {high}"))
+        consumer = self._consumer
+        assert consumer is not None
+        highs = {
+            tp: consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)[1]
+            for tp in self.positions
+            if tp in self.assigned
+        }
+        lost = lost_log_end(self.positions, highs, self._past_log_end, time.monotonic())
+        if lost is not None:
+            (topic, partition), high = lost
+            raise IngestError(self._lost_data_message(topic, partition, f"the log ends at {high}"))
 
     def _report_lag(self) -> None:
         """Lag per partition: the high watermark of the last fetch response minus the landed position.
