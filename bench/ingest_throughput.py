@@ -34,6 +34,7 @@ from common import (
 from ingest.core.config import load_settings
 from ingest.core.consumer import Ingester
 from ingest.core.logs import configure_logging
+from ingest.core.ownership import Member
 from ingest.core.sink import LakeSink
 from ingest.embedded.catalog import connect_lake
 
@@ -65,7 +66,9 @@ def landed_rate(settings_env: dict[str, str], topic: str, events: int) -> tuple[
     from its first records), and timed from the start of `Ingester.run` (its start-up included: consumer,
     assignment, positions read from the lake)."""
     settings = load_settings("dev", project_dir=REPO, environ={**settings_env, "INGEST_TOPICS": f"^{topic}$"})
-    sink = LakeSink.for_lake(lambda: connect_lake(settings), settings.lake)
+    sink = LakeSink.for_lake(
+        lambda: connect_lake(settings), settings.lake, member=Member.this_process(settings.group_id)
+    )
     sink.open()  # attach and create bookkeeping tables outside the timed part
     started = time.monotonic()
     stats = Ingester(settings, sink).run(until_caught_up=True)

@@ -11,6 +11,7 @@ from conftest import REPO, assert_staging_exactly_once, read_topics
 from ingest.core.batch import Batch
 from ingest.core.config import load_settings
 from ingest.core.consumer import Ingester
+from ingest.core.ownership import Member
 from ingest.core.sink import LakeSink
 from ingest.embedded.broker import ensure_topics
 from ingest.embedded.catalog import connect_lake
@@ -33,7 +34,9 @@ def test_chunks_in_flight_land_once_in_order_within_the_batch_size(lake):
 
     batches = {"INGEST_BATCH__MAX_EVENTS": str(MAX_EVENTS), "INGEST_BATCH__MAX_MS": "60000"}
     settings = load_settings("dev", project_dir=REPO, environ={**lake.env, **batches})
-    sink = LakeSink.for_lake(lambda: connect_lake(settings), settings.lake)
+    sink = LakeSink.for_lake(
+        lambda: connect_lake(settings), settings.lake, member=Member.this_process(settings.group_id)
+    )
     landed: list[tuple[int, int, int]] = []  # (records, next offset, chunks decoded in SQL) per batch
 
     def on_batch(batch: Batch, _elapsed: float) -> None:

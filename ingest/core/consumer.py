@@ -155,6 +155,12 @@ class Ingester:
         # Join the group and land only the partitions it gives this member; False: take every partition
         # (`ingest replay`, which lands beside the live tables and is the only writer of its own).
         self.share_partitions = share_partitions
+        if share_partitions and (sink.member.run_id is None or sink.member.group_id != settings.group_id):
+            # Fencing, the batch log and `ingest status` tell members apart by the sink's member.
+            raise ValueError(
+                "a group member lands through a sink of its own: "
+                "LakeSink(..., member=Member.this_process(settings.group_id))"
+            )
         self.stats = RunStats()
         self.positions: Positions = {}
         self.assigned: set[tuple[str, int]] = set()

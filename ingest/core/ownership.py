@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -43,12 +44,18 @@ class Member:
 
     @classmethod
     def this_process(cls, group_id: str, run_id: str | None = None) -> Member:
-        return cls(group_id, run_id, socket.gethostname(), os.getpid())
+        """This process as a member of `group_id`, under a run id of its own unless one is given."""
+        return cls(group_id, run_id or new_run_id(), socket.gethostname(), os.getpid())
 
     @property
     def holder(self) -> str:
         """How leases name this writer."""
         return self.run_id or f"{self.host}:{self.pid}"
+
+
+def new_run_id() -> str:
+    """Unique per process start: host, pid and second."""
+    return f"{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
 
 
 class WrongGroup(RuntimeError):

@@ -260,7 +260,7 @@ class LakeSink:
                 raise ownership.PositionsMoved(ownership.moved_message(moved))
         return ownership.last_batch_id(con, fence, offsets_table) + 1
 
-    def _check_generation(self, con: duckdb.DuckDBPyConnection) -> tuple[int, bool]:
+    def _check_generation(self, con: duckdb.DuckDBPyConnection, checked: int | None) -> tuple[int, bool]:
         """Inside the batch's transaction: refuse to land if staging was switched or is being switched.
         Returns the lake snapshot the transaction reads, and whether nobody else committed since this
         writer's last batch.
@@ -268,9 +268,9 @@ class LakeSink:
         Reading the marker lists the lake's tables (~10 ms on a quiet machine, more than inserting 10,000
         rows), so it is skipped when the only commit since this writer's last checked batch is that batch
         itself: DuckLake numbers snapshots one by one, so snapshot = checked + 1 means nobody else
-        committed."""
+        committed. `checked`: the snapshot this writer's last committed batch read (None: unknown)."""
         snapshot = scalar(con, f"select id from {LAKE}.current_snapshot()")
-        if self._checked_snapshot is not None and snapshot == self._checked_snapshot + 1:
+        if checked is not None and snapshot == checked + 1:
             return snapshot, True
         current = offsets.read_generation(con, self.table_prefix + "_cdc_offsets")
         paused = current.paused and not self.holds_pause
@@ -439,9 +439,10 @@ class LakeSink:
         con = self.con
         state = self.state.copy()
         pending = _Pending()
-        self._checked_snapshot = None  # until this batch commits
+        # Forgotten until this batch commits: a failed attempt proves nothing about who committed since.
+        previous, self._checked_snapshot = self._checked_snapshot, None
         con.execute("begin transaction")
-        snapshot, alone = self._check_generation(con)
+        snapshot, alone = self._check_generation(con, previous)
         batch.batch_id = self._take_batch_id(con, batch, alone)
         for table, segments in batch.segments.items():
             for rows in segments:

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from ingest.core.config import IngestSettings
 from ingest.core.consumer import Ingester
+from ingest.core.ownership import Member
 from ingest.core.sink import LakeSink
 from ingest.devtools.compare import TableDifference, compare_tables, postgres_tables
 from ingest.devtools.postgres_source import SourcePostgres, debezium_source, source_exceptions
@@ -114,7 +115,9 @@ def _start_services(
 def _land(settings: IngestSettings, prefix: str, console: Console) -> None:
     """`ingest run --until-caught-up` over the topics `<prefix>.*`, in process; prints what landed."""
     run_settings = settings.model_copy(update={"topics": rf"^{prefix}\."})
-    sink = LakeSink.for_lake(lambda: connect_lake(run_settings), settings.lake)
+    sink = LakeSink.for_lake(
+        lambda: connect_lake(run_settings), settings.lake, member=Member.this_process(settings.group_id)
+    )
     try:
         stats = Ingester(run_settings, sink).run(until_caught_up=True)
     finally:

@@ -15,11 +15,11 @@ import duckdb
 from ingest.core.batch import Batch
 from ingest.core.config import IngestSettings
 from ingest.core.metrics import IngestMetrics, MetricsServer
-from ingest.core.ownership import Member
+from ingest.core.ownership import Member, new_run_id
 from ingest.embedded.catalog import connect_lake
 from ingest.ops.dbt_runner import ContinuousBuilds, parse_interval
 from ingest.ops.leases import DBT_BUILDS, LakeLease
-from ingest.ops.status import RunInfo, finish_run, new_run_id, newest_source_times, register_run
+from ingest.ops.status import RunInfo, finish_run, newest_source_times, register_run
 
 log = logging.getLogger(__name__)
 

@@ -78,10 +78,6 @@ def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, exit_status: str) ->
     )
 
 
-def new_run_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}-{int(time.time())}"
-
-
 def _process_alive(host: str, pid: int, started_at: datetime) -> bool | None:
     """Whether the run's process still exists (None: it ran on another host, cannot tell from here)."""
     if host != socket.gethostname():
