@@ -215,6 +215,27 @@ def scale_out(report: dict) -> list[str]:
     return lines
 
 
+def catalog_commits(report: dict) -> list[str]:
+    r = report["results"]
+    lines = header(
+        f"Commits per second one lake takes: batches of {report['rows_per_batch']} rows, "
+        f"{report['seconds']:g} s per writer count",
+        report,
+    )
+    lines += [
+        "| writers | commits/s of the lake | vs 1 writer | commits per writer | lost and retried |",
+        "|---|---|---|---|---|",
+    ]
+    for n in (1, 2, 3):
+        row = r.get(f"N={n}")
+        if row is not None:
+            lines.append(
+                f"| {n} | **{triple(row['commits_per_s'], 1)}** | {triple(row['ratio'], 2)} "
+                f"| {row['commits_per_writer']} | {row['lost_per_writer']} |"
+            )
+    return lines
+
+
 RENDERERS = {
     "ingest_throughput": ingest_throughput,
     "peer_dlt": peer_dlt,
@@ -222,6 +243,7 @@ RENDERERS = {
     "dbt_incremental": dbt_incremental,
     "memory": memory,
     "scale_out": scale_out,
+    "catalog_commits": catalog_commits,
 }
 
 

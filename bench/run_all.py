@@ -25,6 +25,7 @@ SCALES: dict[str, dict[str, list[str]]] = {
         "dbt_incremental": ["--history", "1000000,10000000", "--runs", "3", "--chunk", "1000000"],
         "memory": ["--events", "5000000", "--runs", "3"],
         "scale_out": ["--events", "200000", "--runs", "3"],
+        "catalog_commits": ["--runs", "3", "--seconds", "20"],
     },
     "quick": {
         "ingest_throughput": ["--events", "100000", "--runs", "3"],
@@ -33,6 +34,7 @@ SCALES: dict[str, dict[str, list[str]]] = {
         "dbt_incremental": ["--history", "20000,200000", "--runs", "3"],
         "memory": ["--events", "1000000", "--runs", "3"],
         "scale_out": ["--events", "60000", "--runs", "3"],
+        "catalog_commits": ["--runs", "3", "--seconds", "10"],
     },
 }
 

@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import duckdb
 import orjson
@@ -149,12 +150,15 @@ def record_assignment(
 
 # ------------------------------------------------------------------------------------------ leases
 def lease_holder(con: duckdb.DuckDBPyConnection, table: str, name: str) -> str | None:
-    """Who holds the lease `name` now (None: nobody, or it expired)."""
-    row = con.execute(
-        f"select run_id from {table} where name = ? and expires_at > now() order by expires_at desc limit 1",
-        [name],
-    ).fetchone()
-    return None if row is None else str(row[0])
+    """Who holds the lease `name` now (None: nobody, or it expired).
+
+    The table holds a row or two per lease name, so it is read whole and chosen from here: a DuckLake scan
+    with a filter costs ~4 times a plain one (32 ms against 8 ms on the dev catalog), and every batch that
+    follows another member's commit asks this inside the lake's serialised commits."""
+    now = datetime.now(UTC)  # the clock DuckDB's now() reads too
+    rows = con.execute(f"select name, run_id, expires_at from {table}").fetchall()
+    live = [(until, run_id) for lease, run_id, until in rows if lease == name and until > now]
+    return str(max(live)[1]) if live else None
 
 
 def take_lease(con: duckdb.DuckDBPyConnection, table: str, name: str, member: Member, seconds: float) -> bool:
