@@ -28,6 +28,17 @@ def load_positions(con: duckdb.DuckDBPyConnection, table: str = OFFSETS_TABLE) -
     return {(topic, partition): next_offset for topic, partition, next_offset in rows}
 
 
+def load_positions_and_last_batch(
+    con: duckdb.DuckDBPyConnection, table: str = OFFSETS_TABLE
+) -> tuple[Positions, int]:
+    """`load_positions` and the highest batch id that moved a position, in one scan."""
+    rows = con.execute(
+        f'select topic, "partition", max(next_offset), coalesce(max(batch_id), 0) from {table} group by all'
+    ).fetchall()
+    positions = {(topic, partition): next_offset for topic, partition, next_offset, _ in rows}
+    return positions, max((batch_id for *_, batch_id in rows), default=0)
+
+
 def positions_arrow(positions: Mapping[tuple[str, int], int], batch_id: int) -> pa.Table:
     items = sorted(positions.items())
     return contract.OFFSETS.arrow(

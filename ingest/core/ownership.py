@@ -86,14 +86,23 @@ def seed_fence(con: duckdb.DuckDBPyConnection, table: str, member: Member, last_
 
 
 def check_group(con: duckdb.DuckDBPyConnection, table: str, member: Member) -> None:
+    check_owners(read_fence(con, table)[0], member)
+
+
+def check_owners(owners: Iterable[str], member: Member) -> None:
+    """WrongGroup if the lake's staging belongs to a group other than the member's."""
     if not member.group_id:  # a tool that consumes no Kafka (repair, a dead-letter listing): any group
         return
-    owners = [
-        g for (g,) in con.execute(f"select distinct group_id from {table} where group_id <> ''").fetchall()
-    ]
     for owner in owners:
         if owner != member.group_id:
             raise WrongGroup(wrong_group_message(owner, member))
+
+
+def read_fence(con: duckdb.DuckDBPyConnection, table: str) -> tuple[list[str], int]:
+    """The groups named by the fence (one, or none yet) and the batch id it holds, in one unfiltered scan
+    (a filtered DuckLake scan costs more than reading its row or two)."""
+    rows = con.execute(f"select group_id, batch_id from {table}").fetchall()
+    return sorted({group for group, _ in rows if group}), max((b or 0 for _, b in rows), default=0)
 
 
 def last_batch_id(con: duckdb.DuckDBPyConnection, fence_table: str, offsets_table: str) -> int:

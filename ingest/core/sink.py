@@ -246,19 +246,23 @@ class LakeSink:
             if holder is not None and holder != self.member.holder:
                 con.execute("rollback")
                 raise _NotYourTurn(holder)
-        fence = self.bookkeeping(ownership.FENCE_TABLE)
-        offsets_table = self.bookkeeping(offsets.OFFSETS_TABLE)
+        # One scan of each table (these reads are inside the lake's serialised commits).
+        owners, fence_batch = ownership.read_fence(con, self.bookkeeping(ownership.FENCE_TABLE))
         try:
-            ownership.check_group(con, fence, self.member)
+            ownership.check_owners(owners, self.member)
         except ownership.WrongGroup:
             con.execute("rollback")
             raise
+        positions, positions_batch = offsets.load_positions_and_last_batch(
+            con, self.bookkeeping(offsets.OFFSETS_TABLE)
+        )
         if batch.started_from is not None:
-            moved = ownership.moved_partitions(batch.started_from, offsets.load_positions(con, offsets_table))
+            moved = ownership.moved_partitions(batch.started_from, positions)
             if moved:
                 con.execute("rollback")
                 raise ownership.PositionsMoved(ownership.moved_message(moved))
-        return ownership.last_batch_id(con, fence, offsets_table) + 1
+        # A dead-letter retry's batch moves no position, so the fence and the offsets are both asked.
+        return max(fence_batch, positions_batch) + 1
 
     def _check_generation(self, con: duckdb.DuckDBPyConnection, checked: int | None) -> tuple[int, bool]:
         """Inside the batch's transaction: refuse to land if staging was switched or is being switched.
