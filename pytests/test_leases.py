@@ -5,6 +5,7 @@ giving it back (SIGKILL, a lost machine). Real lake, leases taken as the members
 import threading
 import time
 
+import duckdb
 import pytest
 
 from ingest.core.ownership import Member
@@ -116,3 +117,30 @@ def test_continuous_builds_of_two_members_run_on_one_and_pass_on_when_it_dies(la
     finally:
         for runner in runners.values():
             runner.stop()
+
+
+class _RefusingCreate:
+    """A lake connection whose `create table` fails as DuckLake fails the loser of two creates at once."""
+
+    def __init__(self, con) -> None:
+        self._con = con
+
+    def execute(self, sql: str, *args):
+        if sql.lstrip().lower().startswith("create table"):
+            raise duckdb.TransactionException(
+                "Failed to commit DuckLake transaction. Transaction conflict - attempting to create table "
+                '"_cdc_leases" in schema "staging" - but this table has been created by another transaction'
+            )
+        return self._con.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._con, name)
+
+
+def test_a_lake_refusing_the_lease_tables_is_asked_again_not_a_dead_thread(lake, caplog):
+    """Members starting at once on a new lake all create `_cdc_leases`; the losers' take() must say no and
+    ask again (it raised, and the continuous-builds thread died: CI, 2026-12-03)."""
+    refused = LakeLease(lambda: _RefusingCreate(lake.connect()), "dbt-builds", member("a"), seconds=5)
+    assert refused.take() is False
+    assert "could not ask for the dbt-builds lease" in caplog.text
+    assert LakeLease(lake.connect, "dbt-builds", member("a"), seconds=5).take(), "the next ask takes it"

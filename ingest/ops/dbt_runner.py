@@ -120,7 +120,12 @@ class ContinuousBuilds:
         while not self._stop.wait(max(0.0, next_start - time.monotonic())):
             next_start = time.monotonic() + self.interval
             if self.lease is not None:
-                if not self.lease.take():
+                try:
+                    taken = self.lease.take()
+                except Exception:  # a bug in asking must not end the builds of every member quietly
+                    log.exception("could not ask for the dbt builds' lease; asking again next time")
+                    taken = False
+                if not taken:
                     self._landed.clear()  # the member building sees it in the lake
                     continue
                 if self.lease.lake_batch_id != self._built_lake_batch:

@@ -62,6 +62,11 @@ class LakeLease:
                     log.info("another member (%s) does the lake's %s", holder, self.name)
             self.held = held
             return held
+        except duckdb.Error as error:
+            # e.g. members starting on a new lake at once all create the table; DuckLake lets one win and
+            # fails the others' commit. Nothing is taken: ask again next time.
+            log.warning("could not ask for the %s lease: %s", self.name, str(error).strip().splitlines()[0])
+            return False
         finally:
             con.close()
 
