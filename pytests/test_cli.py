@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import REPO, produce_items
+from conftest import REPO, produce_items, wait_for
 from ingest.core.decode import Decoder, RawRecord, Skipped, classify_topic
 from ingest.embedded.broker import ensure_topics
 
@@ -33,22 +33,30 @@ def test_heartbeats_and_schema_change_topics_are_skipped_unless_configured():
 
 
 @pytest.mark.integration
-def test_sigterm_finishes_the_batch_in_flight_and_exits_zero(lake):
+def test_sigterm_finishes_the_batch_in_flight_and_exits_zero(lake, tmp_path):
     topic = f"{lake.topic_prefix}.s.items"
     ensure_topics({"bootstrap.servers": lake.settings.kafka.bootstrap_servers}, [topic], partitions=1)
     produce_items(lake, topic, 0, 5000)
     env = {**lake.env, "INGEST_BATCH__MAX_MS": "60000", "INGEST_BATCH__MAX_EVENTS": "1000000"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ingest.cli", "run"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(6)  # start-up and consume everything; the 60 s batch is still open
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
+    log_path = tmp_path / "ingest.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ingest.cli", "run"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+            text=True,
+        )
+        # Start-up and the group join take seconds under load (a fixed wait missed them in CI): once the
+        # partition is given, 5,000 records are read within a second; the 60 s batch is still open then.
+        wait_for(
+            lambda: "assigned 1 partitions" in log_path.read_text(), 120, "the assignment", log_path, process
+        )
+        time.sleep(3)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    stderr = log_path.read_text()
     assert process.returncode == 0, stderr
     assert "SIGTERM received" in stderr
     assert lake.query("select count(*) from lake.staging.s__items") == [(5000,)]

@@ -119,8 +119,14 @@ def test_maintain_while_an_ingester_writes_loses_and_doubles_nothing(lake):
         stop.set()
         producing.join(60)
     deadline = time.monotonic() + 120
-    while lake.query("select count(*) from lake.staging.s__items")[0][0] < produced[0]:
-        assert time.monotonic() < deadline, "the ingester did not catch up"
+    while (landed := lake.query("select count(*) from lake.staging.s__items")[0][0]) < produced[0]:
+        if live.poll() is not None or time.monotonic() >= deadline:
+            live.terminate()
+            log = live.communicate(timeout=60)[1]
+            pytest.fail(
+                f"the ingester did not catch up ({landed} of {produced[0]} landed; "
+                f"exit {live.returncode}); its log ends:\n{log[-6000:]}"
+            )
         time.sleep(0.5)
     live.terminate()
     log = live.communicate(timeout=60)[1]
