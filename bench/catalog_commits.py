@@ -18,7 +18,7 @@ import time
 import uuid
 
 import orjson
-from common import bench_env, spread, write_result
+from common import REPO, bench_env, spread, write_result
 
 from ingest.core.batch import Batch
 from ingest.core.config import load_settings
@@ -34,8 +34,6 @@ def write_batches(
     env: dict[str, str], partition: int, rows: int, seconds: float, start: float
 ) -> tuple[int, int]:
     """One writer: land batches of `rows` records of `partition` until `start + seconds`; (commits, lost)."""
-    from common import REPO
-
     settings = load_settings("dev", project_dir=REPO, environ=env)
     sink = LakeSink(lambda: connect_lake(settings), member=Member(GROUP, f"run-{uuid.uuid4().hex[:8]}"))
     sink.open()

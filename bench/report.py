@@ -184,6 +184,11 @@ def memory(report: dict) -> list[str]:
     return lines
 
 
+def by_count(results: dict) -> list[tuple[int, dict]]:
+    """The rows `N=1` .. `N=3` of a result measured for 1, 2 and 3 processes, those present."""
+    return [(n, results[f"N={n}"]) for n in (1, 2, 3) if f"N={n}" in results]
+
+
 def scale_out(report: dict) -> list[str]:
     r = report["results"]
     lines = header(
@@ -196,10 +201,7 @@ def scale_out(report: dict) -> list[str]:
         "| conflicts per member | retries per member |",
         "|---|---|---|---|---|---|---|",
     ]
-    for n in (1, 2, 3):
-        row = r.get(f"N={n}")
-        if row is None:
-            continue
+    for n, row in by_count(r):
         lines.append(
             f"| {n} | **{triple(row['landed_per_s'])}** | {triple(row['landed_from_first_commit_per_s'])} "
             f"| {triple(row['per_core_per_s'])} | {triple(row['ratio'], 2)} | {row['conflicts_per_member']} "
@@ -226,13 +228,11 @@ def catalog_commits(report: dict) -> list[str]:
         "| writers | commits/s of the lake | vs 1 writer | commits per writer | lost and retried |",
         "|---|---|---|---|---|",
     ]
-    for n in (1, 2, 3):
-        row = r.get(f"N={n}")
-        if row is not None:
-            lines.append(
-                f"| {n} | **{triple(row['commits_per_s'], 1)}** | {triple(row['ratio'], 2)} "
-                f"| {row['commits_per_writer']} | {row['lost_per_writer']} |"
-            )
+    for n, row in by_count(r):
+        lines.append(
+            f"| {n} | **{triple(row['commits_per_s'], 1)}** | {triple(row['ratio'], 2)} "
+            f"| {row['commits_per_writer']} | {row['lost_per_writer']} |"
+        )
     return lines
 
 

@@ -24,8 +24,7 @@ Positions = dict[tuple[str, int], int]
 
 def load_positions(con: duckdb.DuckDBPyConnection, table: str = OFFSETS_TABLE) -> Positions:
     """The next offset to read per (topic, partition), as committed with the landed rows."""
-    rows = con.execute(f'select topic, "partition", max(next_offset) from {table} group by all').fetchall()
-    return {(topic, partition): next_offset for topic, partition, next_offset in rows}
+    return load_positions_and_last_batch(con, table)[0]
 
 
 def load_positions_and_last_batch(

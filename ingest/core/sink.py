@@ -261,7 +261,7 @@ class LakeSink:
             if moved:
                 con.execute("rollback")
                 raise ownership.PositionsMoved(ownership.moved_message(moved))
-        # A dead-letter retry's batch moves no position, so the fence and the offsets are both asked.
+        # ownership.last_batch_id from the reads above (a dead-letter retry's batch moves no position).
         return max(fence_batch, positions_batch) + 1
 
     def _check_generation(self, con: duckdb.DuckDBPyConnection, checked: int | None) -> tuple[int, bool]:
