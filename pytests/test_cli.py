@@ -72,8 +72,39 @@ def test_sql_prints_rows_as_a_table_or_json_lines(lake):
     assert [json.loads(line) for line in rows.splitlines()] == [{"id": i, "_cdc_op": "c"} for i in range(3)]
     table = lake.ingest("sql", "select count(*) as n from staging.s__items").stdout
     assert "n" in table and "3" in table
+    reals = lake.ingest(
+        "sql", "select 0.15::float as r, [0.1::float] as rs, 0.15::double as d", "--json"
+    ).stdout
+    assert json.loads(reals) == {"r": 0.15, "rs": [0.1], "d": 0.15}  # a real by its float32 form
     bad = lake.ingest("sql", "select * from no_such_table", check=False)
     assert bad.returncode == 1 and "no_such_table" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("sql_value", "printed"),
+    [
+        ("0.15", 0.15),
+        ("-2.5e-8", -2.5e-8),
+        ("3.4028235e38", 3.4028235e38),
+        ("1e-45", 1e-45),
+        ("16777217", 16777216.0),
+    ],
+)
+def test_a_real_prints_by_its_shortest_float32_form(sql_value, printed):
+    import duckdb
+
+    from ingest.cli.query import as_single_precision
+
+    cursor = duckdb.connect().execute(
+        f"select {sql_value}::float, [{sql_value}::float], {{'x': {sql_value}::float}}"
+    )
+    row, types = cursor.fetchone(), [d[1] for d in cursor.description]
+    assert row[0] != printed or sql_value == "16777217"  # DuckDB hands it over as a double
+    assert [as_single_precision(v, t) for v, t in zip(row, types, strict=True)] == [
+        printed,
+        [printed],
+        {"x": printed},
+    ]
 
 
 # ------------------------------------------------------------------------ failures: one line, exit 1

@@ -14,7 +14,7 @@ from conftest import REPO
 from ingest.core.batch import Batch
 from ingest.core.config import load_settings
 from ingest.core.decode import Decoder, RawRecord
-from ingest.core.ownership import Member, PositionsMoved
+from ingest.core.ownership import FENCE_COMPACT_EVERY, Member, PositionsMoved
 from ingest.core.sink import LakeSink
 from ingest.embedded.catalog import connect_lake
 
@@ -104,3 +104,46 @@ def test_a_writer_alone_skips_the_checks_until_another_commits(lake, connect):
         alone.close()
         other.close()
     assert landed_ids(lake) == list(range(14))
+
+
+def land_during_commit(sink: LakeSink, land: Callable[[], None]) -> None:
+    """Make `land` run inside the next commit of `sink`, after its statements and before its COMMIT."""
+
+    def hook(_con: duckdb.DuckDBPyConnection) -> None:
+        sink.before_commit = None
+        land()
+
+    sink.before_commit = hook
+
+
+@pytest.mark.parametrize("first_to_commit", ["the other writer", "the writer alone"])
+def test_a_writer_alone_still_conflicts_with_a_writer_committing_beside_it(lake, connect, first_to_commit):
+    """A writer alone only appends to the fence; a writer beside it deletes the fence, and DuckLake fails
+    whichever of the two commits second (an insert after a delete, or a delete after an insert)."""
+    alone, other = sink_of(connect), sink_of(connect)
+    try:
+        alone.write(batch_of(range(0, 3), None))  # from now on, alone until the other commits
+        if first_to_commit == "the other writer":
+            land_during_commit(alone, lambda: other.write(batch_of(range(3, 6), 3)))
+            with pytest.raises(PositionsMoved):  # its retry sees partition 0 moved to 6
+                alone.write(batch_of(range(3, 6), 3))
+        else:
+            land_during_commit(other, lambda: alone.write(batch_of(range(3, 6), 3)))
+            with pytest.raises(PositionsMoved):
+                other.write(batch_of(range(3, 6), 3))
+        assert alone.conflict_count + other.conflict_count == 1
+    finally:
+        alone.close()
+        other.close()
+    assert landed_ids(lake) == list(range(6))
+
+
+def test_the_fence_of_a_writer_alone_stays_small(lake, connect):
+    sink = sink_of(connect)
+    try:
+        for start in range(0, 2 * FENCE_COMPACT_EVERY + 5):
+            sink.write(batch_of(range(start, start + 1), start or None))
+    finally:
+        sink.close()
+    assert lake.query("select count(*) from lake.staging._cdc_fence")[0][0] <= FENCE_COMPACT_EVERY
+    assert landed_ids(lake) == list(range(2 * FENCE_COMPACT_EVERY + 5))

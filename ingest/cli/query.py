@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import struct
 import sys
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import typer
 
 from ingest.cli.app import TargetOption, app, fail, open_lake, settings_for, setup_logging
+
+if TYPE_CHECKING:
+    from duckdb.sqltypes import DuckDBPyType
 
 
 @app.command()
@@ -41,6 +45,47 @@ def status(
     from rich.console import Console
 
     st.render(report, Console(width=max(120, Console().width)))
+
+
+def shortest_float32(value: float) -> float:
+    """The shortest decimal that reads back as the same single-precision float: DuckDB hands a FLOAT (a
+    PostgreSQL `real`) to Python as a double, which prints 0.15 as 0.15000000596046448."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return value
+    for digits in range(1, 10):  # 9 significant digits always round-trip a float32
+        candidate = float(f"{value:.{digits}g}")
+        if struct.unpack("f", struct.pack("f", candidate))[0] == value:
+            return candidate
+    return value
+
+
+def as_single_precision(value: Any, column_type: DuckDBPyType) -> Any:
+    """`value` with every FLOAT in it (also inside lists, structs and maps) by its shortest float32 form."""
+    if value is None:
+        return None
+    kind = column_type.id
+    if kind == "float":
+        return shortest_float32(value)
+    if kind in ("list", "array"):
+        item = column_type.children[0][1]
+        return [as_single_precision(v, item) for v in value]
+    if kind == "struct":
+        fields = dict(column_type.children)
+        return {k: as_single_precision(v, fields[k]) for k, v in value.items()}
+    if kind == "map":
+        key_type, value_type = column_type.children[0][1], column_type.children[1][1]
+        return {
+            as_single_precision(k, key_type): as_single_precision(v, value_type) for k, v in value.items()
+        }
+    return value
+
+
+def _has_float(column_type: DuckDBPyType) -> bool:
+    if column_type.id == "float":
+        return True
+    if column_type.id in ("list", "array", "struct", "map"):
+        return any(_has_float(child) for _, child in column_type.children if not isinstance(child, str))
+    return False
 
 
 def _jsonable(value: Any) -> Any:
@@ -76,11 +121,20 @@ def sql(
         if cursor.description is None:
             return
         names = [d[0] for d in cursor.description]
+        types = [d[1] for d in cursor.description]
         rows = cursor.fetchall()
     except DuckDBError as error:
         fail(str(error))
     finally:
         con.close()
+    single = [i for i, column_type in enumerate(types) if _has_float(column_type)]
+    if single:
+        rows = [tuple(row) for row in rows]
+        for n, row in enumerate(rows):
+            values = list(row)
+            for i in single:
+                values[i] = as_single_precision(values[i], types[i])
+            rows[n] = tuple(values)
     if as_json:
         for row in rows:
             sys.stdout.write(

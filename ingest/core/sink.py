@@ -461,7 +461,9 @@ class LakeSink:
                 con, contract.OFFSETS, offsets.positions_arrow(batch.next_offsets, batch.batch_id)
             )
         self._insert_batch_row(con, batch, pending, started or time.time())
-        ownership.replace_fence(con, self.bookkeeping(ownership.FENCE_TABLE), self.member, batch.batch_id)
+        ownership.replace_fence(
+            con, self.bookkeeping(ownership.FENCE_TABLE), self.member, batch.batch_id, alone
+        )
         if self._holds_turn:
             ownership.release_lease(
                 con, self.bookkeeping(ownership.LEASES_TABLE), ownership.COMMIT_TURN, self.member
