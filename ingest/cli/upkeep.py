@@ -77,3 +77,64 @@ def maintain(
     typer.echo(format_report(report))
     if report.failed:
         fail(f"steps left for the next run: {', '.join(report.failed)}", 3)
+
+
+types_app = typer.Typer(help="Types files: the source's column types, for events without Connect schemas.")
+app.add_typer(types_app, name="types")
+
+
+@types_app.command("pull")
+def types_pull(
+    source_dsn: Annotated[
+        str, typer.Option("--source-dsn", help="the source PostgreSQL: postgresql://user@host:port/database")
+    ],
+    schema: Annotated[
+        list[str] | None, typer.Option("--schema", help="only this source schema (repeatable; default: all)")
+    ] = None,
+    decimal_handling_mode: Annotated[
+        str, typer.Option(help="the connector's decimal.handling.mode: precise, string or double")
+    ] = "precise",
+    time_precision_mode: Annotated[
+        str,
+        typer.Option(
+            help="the connector's time.precision.mode: adaptive, adaptive_time_microseconds, connect"
+        ),
+    ] = "adaptive",
+    binary_handling_mode: Annotated[
+        str, typer.Option(help="the connector's binary.handling.mode: bytes, base64, base64-url-safe, hex")
+    ] = "bytes",
+    interval_handling_mode: Annotated[
+        str, typer.Option(help="the connector's interval.handling.mode: numeric or string")
+    ] = "numeric",
+    out: Annotated[
+        Path | None, typer.Option(help="directory to write to (default: the target's types_dir)")
+    ] = None,
+    target: TargetOption = None,
+) -> None:
+    """Write one types file per source schema from the source's catalog (read-only)."""
+    from pydantic import ValidationError
+
+    from ingest.core.source_types import ConnectorEncoding
+    from ingest.ops import types_pull as tp
+
+    setup_logging("text", level=logging.WARNING)
+    settings = settings_for(target)
+    try:
+        encoding = ConnectorEncoding.model_validate(
+            {
+                "decimal.handling.mode": decimal_handling_mode,
+                "time.precision.mode": time_precision_mode,
+                "binary.handling.mode": binary_handling_mode,
+                "interval.handling.mode": interval_handling_mode,
+            }
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        fail(f"--{str(first['loc'][0]).replace('.', '-')}: {first['msg']}")
+    files = tp.types_files(tp.read_columns(settings, source_dsn), encoding, schema)
+    if not files:
+        fail(f"no tables in {'schemas ' + ', '.join(schema) if schema else 'the source'}: nothing written")
+    source = source_dsn.split("@")[-1].split("?")[0]  # host and database, never the user or password
+    for path in tp.write_types_files(files, out or settings.path(settings.types_dir), source):
+        tables = len(files[path.stem].tables)
+        typer.echo(f"{path}: {tables} tables")

@@ -45,9 +45,10 @@ class Segment:
         """Whether `row` can join this segment (widening the inferred column set if needed)."""
         if row.schema.mode != self.mode:
             return False
-        if self.mode == "connect" or row.schema is self.schema:
-            # Connect: one schema version per segment. Inferred: the segment's columns already hold the
-            # columns of the schema it was opened with (the common case, checked first: it is per event).
+        if self.mode != "inferred" or row.schema is self.schema:
+            # Connect (or declared by the types file): one schema version per segment. Inferred: the
+            # segment's columns already hold the columns of the schema it was opened with (the common case,
+            # checked first: it is per event).
             return row.schema is self.schema
         merged = dict(self.columns)
         for column in row.schema.columns:

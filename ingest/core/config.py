@@ -102,6 +102,9 @@ class IngestSettings(BaseModel):
     group_id: str = Field("cdc-ingest", description="consumer group, used only to report lag to the broker")
     skip_heartbeats: bool = True
     skip_schema_changes: bool = True
+    types_dir: str = Field(
+        "profiles/types", description="types files (`ingest types pull`) for events without Connect schemas"
+    )
     metrics_port: int | None = Field(
         None,
         ge=0,

@@ -33,6 +33,7 @@ from ingest.core.metrics import IngestMetrics
 from ingest.core.offsets import Positions, StagingReplaced
 from ingest.core.rows import ChangeRows
 from ingest.core.sink import LakeSink
+from ingest.core.source_types import load_source_types
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,16 @@ def lost_log_end(
         elif now - past_end_since.setdefault(tp, now) >= LOG_END_GRACE_S:
             return tp, high
     return None
+
+
+def decoder_for(settings: IngestSettings) -> Decoder:
+    """The decoder the settings describe: the topic kinds it skips, and the types file of events that carry
+    no Connect schema (source_types.py; TypesFileError if one does not validate)."""
+    return Decoder(
+        settings.skip_heartbeats,
+        settings.skip_schema_changes,
+        load_source_types(settings.path(settings.types_dir)),
+    )
 
 
 def consumer_config(settings: IngestSettings) -> dict[str, str | bool | int]:
@@ -143,7 +154,7 @@ class Ingester:
     ) -> None:
         self.settings = settings
         self.sink = sink
-        self.decoder = decoder or Decoder(settings.skip_heartbeats, settings.skip_schema_changes)
+        self.decoder = decoder or decoder_for(settings)
         # Chunks of plain change events are decoded in SQL; a decoder of another kind (replay's, skipping
         # records by time) decides record by record, so it decodes everything itself.
         plain_decoder = type(self.decoder) is Decoder

@@ -11,6 +11,7 @@ is parsed once and cached by those bytes; only the payload half is parsed per ev
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ingest.core.envelope import (
     TransactionEvent,
 )
 from ingest.core.plain import CHANGE_OPS
+from ingest.core.source_types import SourceTypes, TableTypes
 from ingest.core.typemap import (
     SPECIAL_FLOATS,
     TYPE_CHECK_ONLY_CONVERTERS,
@@ -42,6 +44,8 @@ from ingest.core.typemap import (
     key_columns_from_connect,
     table_schema_from_connect,
 )
+
+log = logging.getLogger(__name__)
 
 _RESERVED = {name.lower() for name in METADATA_NAMES}
 SCHEMA_PREFIX = b'{"schema":'
@@ -290,9 +294,17 @@ def _error_text(error: Exception) -> str:
 class Decoder:
     """Decodes records; holds only caches (parsed schemas, inferred types), never results."""
 
-    def __init__(self, skip_heartbeats: bool = True, skip_schema_changes: bool = True) -> None:
+    def __init__(
+        self,
+        skip_heartbeats: bool = True,
+        skip_schema_changes: bool = True,
+        source_types: SourceTypes | None = None,
+    ) -> None:
         self.skip_heartbeats = skip_heartbeats
         self.skip_schema_changes = skip_schema_changes
+        # The types file's columns, for events without a Connect schema (source_types.py).
+        self.source_types = source_types or SourceTypes()
+        self._declared_schemas: dict[tuple[str, str, tuple[str, ...], TableSchema | None], TableSchema] = {}
         self._connect_schemas: dict[bytes, TableSchema] = {}
         self._inferred_schemas: dict[tuple[tuple[str, str], ...], TableSchema] = {}
         self._inferred_columns: dict[tuple[str, str], ColumnType | None] = {}
@@ -389,8 +401,16 @@ class Decoder:
         image = image or {}
         if not _PLAIN_JSON_TYPES.issuperset(map(type, image.values())):
             _reject_wide_integers(record.value)  # a float (or a nested one) may be a rounded integer
+        declared = (
+            None
+            if schema_bytes is not None
+            else self.source_types.of(event.source_schema, event.source_table)
+        )
         if schema_bytes is not None:
             schema = self._connect_schema(schema_bytes)
+            values, unavailable = self._convert(schema, image)
+        elif declared is not None:
+            schema = self._declared_schema(declared, image)
             values, unavailable = self._convert(schema, image)
         else:
             schema, values, unavailable = self._inferred(image)
@@ -410,6 +430,30 @@ class Decoder:
             source_table=event.source_table,
             key_columns=key_columns,
         )
+
+    def _declared_schema(self, declared: TableTypes, image: dict[str, Any]) -> TableSchema:
+        """Every column of the types file (as a Connect schema lists every column), then the image's columns
+        it does not type (added since the file was pulled, or of a type it does not know), inferred."""
+        unknown = {n: v for n, v in image.items() if n not in declared.columns}
+        inferred = self._infer_schema(unknown) if unknown else None
+        key = (declared.schema, declared.table, tuple(unknown), inferred)
+        schema = self._declared_schemas.get(key)
+        if schema is None:
+            _check_column_names(list(image))
+            extra = inferred.columns if inferred is not None else ()
+            if unknown:
+                log.warning(
+                    "%s.%s: columns %s are not typed by the types file; their types are inferred from the "
+                    "values until it is pulled again (`ingest types pull`)",
+                    declared.schema,
+                    declared.table,
+                    ", ".join(sorted(unknown)),
+                )
+            schema = TableSchema((*declared.columns.values(), *extra), mode="declared")
+            if len(self._declared_schemas) >= _MAX_CACHED_SCHEMAS:
+                self._declared_schemas.clear()
+            self._declared_schemas[key] = schema
+        return schema
 
     def note_table_version(self, table: str, schema: TableSchema, key: bytes | None) -> list[str] | None:
         """The key columns (from the record key) when `schema` is a new version of `table`, else None."""

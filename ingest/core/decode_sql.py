@@ -215,7 +215,7 @@ class BulkDecoder:
         self.min_events = min_events
         # Signatures are checked by decoding a row with a decoder of their own, so that the main decoder's
         # state (table versions, hence key columns) moves only with what is landed.
-        self._probe = Decoder(decoder.skip_heartbeats, decoder.skip_schema_changes)
+        self._probe = Decoder(decoder.skip_heartbeats, decoder.skip_schema_changes, decoder.source_types)
         self._con = duckdb.connect(
             config={
                 "threads": threads,
@@ -554,7 +554,9 @@ def _union(verdicts: list[_Verdict]) -> dict[str, ColumnType] | None:
     ones), or None when two signatures disagree on a column's type or are different Connect schemas."""
     columns: dict[str, ColumnType] = {}
     schemas = {id(v.change.schema) for v in verdicts if v.change is not None}
-    if len(schemas) > 1 and any(v.change is not None and v.change.schema.mode == "connect" for v in verdicts):
+    if len(schemas) > 1 and any(
+        v.change is not None and v.change.schema.mode != "inferred" for v in verdicts
+    ):
         return None
     for verdict in verdicts:
         assert verdict.change is not None

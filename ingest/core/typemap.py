@@ -58,7 +58,7 @@ class TableSchema:
     """The typed columns of one version of a source table's row image."""
 
     columns: tuple[ColumnType, ...]
-    mode: str  # "connect" (from the Connect schema) or "inferred" (from the values)
+    mode: str  # "connect" (the Connect schema), "declared" (the types file) or "inferred" (the values)
     by_name: dict[str, ColumnType] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -54,7 +54,7 @@ from rich.progress import (
 from ingest.core import offsets
 from ingest.core.batch import Batch
 from ingest.core.config import IngestSettings
-from ingest.core.consumer import Ingester
+from ingest.core.consumer import Ingester, decoder_for
 from ingest.core.decode import Decoded, Decoder, RawRecord, Skipped
 from ingest.core.lake import LAKE, quote_ident, quote_literal
 from ingest.core.ownership import Member
@@ -105,8 +105,8 @@ def parse_from(value: str) -> int | None:
 class SkipOlder(Decoder):
     """The decoder, skipping records stamped before `since_ms` (their offsets still advance)."""
 
-    def __init__(self, since_ms: int | None, skip_heartbeats: bool, skip_schema_changes: bool) -> None:
-        super().__init__(skip_heartbeats, skip_schema_changes)
+    def __init__(self, since_ms: int | None, base: Decoder) -> None:
+        super().__init__(base.skip_heartbeats, base.skip_schema_changes, base.source_types)
         self.since_ms = since_ms
         self.older = 0
 
@@ -186,11 +186,8 @@ class Replay:
         self.result = ReplayResult(self.replay_id)
         # From the beginning, the ingester's own decoder (which decodes plain chunks in SQL); from a time,
         # one that sees every record.
-        self.decoder = (
-            SkipOlder(since_ms, settings.skip_heartbeats, settings.skip_schema_changes)
-            if since_ms is not None
-            else Decoder(settings.skip_heartbeats, settings.skip_schema_changes)
-        )
+        decoder = decoder_for(settings)
+        self.decoder = SkipOlder(since_ms, decoder) if since_ms is not None else decoder
 
     # ------------------------------------------------------------------------------------------ run
     def run(self) -> ReplayResult:

@@ -29,8 +29,9 @@ import pyarrow as pa
 from ingest.core import contract, offsets
 from ingest.core.batch import Batch
 from ingest.core.config import IngestSettings
+from ingest.core.consumer import decoder_for
 from ingest.core.deadletters import DEAD_LETTERS_TABLE, QUARANTINE_TABLE, RESOLUTIONS_TABLE
-from ingest.core.decode import DeadLetter, Decoder, RawRecord, Skipped
+from ingest.core.decode import DeadLetter, RawRecord, Skipped
 from ingest.core.lake import insert_arrow
 from ingest.core.ownership import Member
 from ingest.core.sink import LakeSink
@@ -182,7 +183,7 @@ class Retry:
         return live
 
     def _land(self, sink: LakeSink, chosen: list[FailedEvent], unquarantine: list[str]) -> RetryResult:
-        decoder = Decoder(self.settings.skip_heartbeats, self.settings.skip_schema_changes)
+        decoder = decoder_for(self.settings)
         batch = Batch()  # numbered by the sink inside its commit, before `resolve` runs
         decoded_by_id = {}
         for event in sorted(chosen, key=lambda e: (e.record.topic, e.record.partition, e.record.offset)):
