@@ -253,7 +253,8 @@ def test_schemaless_events_land_with_the_types_of_schemas_on(tmp_path, lake):
     produce(
         read_variant(CORPUS / "precise-noschemas", topic_prefix=lake.topic_prefix), lake.settings.kafka.client
     )
-    lake.ingest("run", "--until-caught-up")
+    stderr = lake.ingest("run", "--until-caught-up").stderr
+    assert "no types file lists" not in stderr and "columns zip are not typed by the types file" in stderr
     expected: dict[tuple[str, str], str] = {}
     for row in decoded(read_variant(CORPUS / "precise-schemas")).values():
         for column in row.schema.columns:

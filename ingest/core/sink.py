@@ -543,6 +543,15 @@ class LakeSink:
         state.tables[table] = entry
         pending.schema_changes.append((table, "create", None, None, None))
         log.info("created staging.%s (%d columns, %s types)", table, len(rows.columns), rows.mode)
+        if rows.mode == "inferred":
+            log.warning(
+                "staging.%s: its events carry no Connect schema and no types file lists %s.%s, so its column "
+                "types are inferred from the values (dates as epoch days, precise decimals as base64 text); "
+                "`ingest types pull --source-dsn postgresql://...` writes the source's types (docs/dbt.md)",
+                table,
+                origin.source_schema,
+                origin.source_table,
+            )
         return entry
 
     def _evolve_table(

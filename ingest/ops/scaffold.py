@@ -324,7 +324,8 @@ def plan_table(table: StagingTable, *, declare_source: bool) -> TablePlan:
             f"{table.source_name} landed without Kafka Connect schemas: its column types were inferred from "
             "values (dates arrive as epoch days, timestamps as epoch microseconds, precise decimals as "
             "base64). Review each data_type in the YAML (e.g. bigint -> date, varchar -> decimal(p,s); "
-            "meta: {epoch_unit: ms} for timestamp(0..3)); the curated macros convert to the declared type"
+            "meta: {epoch_unit: ms} for timestamp(0..3)); the curated macros convert to the declared type. "
+            "Or pull the source's types (`ingest types pull`), replay the table, and scaffold again"
         )
     unusual = [c["name"] for c in table.columns if not _IDENTIFIER.match(c["name"])]
     if unusual:
