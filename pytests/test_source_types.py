@@ -149,12 +149,19 @@ def equal(a: object, b: object) -> bool:
 
 
 @pytest.mark.skipif("precise-noschemas" not in VARIANTS, reason="corpus not present")
-@pytest.mark.parametrize("mode", ["precise", "double"])
-def test_schemaless_events_decode_with_the_types_file_as_with_schemas_on(tmp_path, mode):
+@pytest.mark.parametrize(
+    ("mode", "schemaless"),
+    [
+        ("precise", "precise-noschemas"),
+        ("double", "double-noschemas"),
+        ("precise", "precise-noschemas-decimalformat-numeric"),  # decimals as JSON numbers
+    ],
+)
+def test_schemaless_events_decode_with_the_types_file_as_with_schemas_on(tmp_path, mode, schemaless):
     source_types = corpus_types(tmp_path, **{"decimal.handling.mode": mode})
     with_schemas = decoded(read_variant(CORPUS / f"{mode}-schemas"))
-    without = decoded(read_variant(CORPUS / f"{mode}-noschemas"), source_types)
-    inferred = decoded(read_variant(CORPUS / f"{mode}-noschemas"))
+    without = decoded(read_variant(CORPUS / schemaless), source_types)
+    inferred = decoded(read_variant(CORPUS / schemaless))
     assert with_schemas.keys() == without.keys()
     compared, differing, differing_inferred = 0, set(), set()
     for position, exact in with_schemas.items():
