@@ -19,8 +19,8 @@ from ingest.core.source_types import (
     connect_field,
     load_source_types,
     parse_types_file,
+    source_types_of,
     split_type,
-    table_types,
 )
 from ingest.devtools.corpus import read_variant
 
@@ -32,13 +32,7 @@ EVOLVED = {("type_zoo", "c_numeric_12_2"), ("orders", "quantity")}
 
 
 def types_of(text: str) -> SourceTypes:
-    parsed = parse_types_file(text, "test")
-    return SourceTypes(
-        {
-            (parsed.schema_name, name): table_types(parsed.schema_name, name, table, parsed.connector)
-            for name, table in parsed.tables.items()
-        }
-    )
+    return source_types_of([parse_types_file(text, "test")])
 
 
 def corpus_types(tmp_path: Path, **encoding: str) -> SourceTypes:

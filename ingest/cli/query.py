@@ -129,12 +129,10 @@ def sql(
         con.close()
     single = [i for i, column_type in enumerate(types) if _has_float(column_type)]
     if single:
-        rows = [tuple(row) for row in rows]
-        for n, row in enumerate(rows):
-            values = list(row)
-            for i in single:
-                values[i] = as_single_precision(values[i], types[i])
-            rows[n] = tuple(values)
+        rows = [
+            tuple(as_single_precision(v, types[i]) if i in single else v for i, v in enumerate(row))
+            for row in rows
+        ]
     if as_json:
         for row in rows:
             sys.stdout.write(

@@ -401,15 +401,10 @@ class Decoder:
         image = image or {}
         if not _PLAIN_JSON_TYPES.issuperset(map(type, image.values())):
             _reject_wide_integers(record.value)  # a float (or a nested one) may be a rounded integer
-        declared = (
-            None
-            if schema_bytes is not None
-            else self.source_types.of(event.source_schema, event.source_table)
-        )
         if schema_bytes is not None:
             schema = self._connect_schema(schema_bytes)
             values, unavailable = self._convert(schema, image)
-        elif declared is not None:
+        elif (declared := self.source_types.of(event.source_schema, event.source_table)) is not None:
             schema = self._declared_schema(declared, image)
             values, unavailable = self._convert(schema, image)
         else:

@@ -11,6 +11,7 @@ A type this module does not know is left to inference, as a column the file does
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -20,8 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ingest.core.envelope import ConnectSchema
 from ingest.core.typemap import ColumnType, TypeMappingError, from_connect
-
-TYPES_DIR = "profiles/types"
 
 
 class TypesFileError(ValueError):
@@ -69,9 +68,6 @@ class TypesFile(BaseModel):
     schema_name: str = Field(alias="schema")
     connector: ConnectorEncoding = Field(default_factory=ConnectorEncoding)
     tables: dict[str, DeclaredTable]
-
-    def dump(self) -> dict:
-        return self.model_dump(by_alias=True, exclude_none=True, exclude_defaults=False)
 
 
 # ------------------------------------------------------------------------------- source type -> Connect
@@ -154,7 +150,7 @@ def _scalar_field(
         )
     if base in _PLAIN:
         return ConnectSchema(type=_PLAIN[base])
-    if base in _TEXT_TYPES or base.startswith("character"):
+    if base in _TEXT_TYPES:
         return ConnectSchema(type="string")
     if base in _NAMED:
         kind, name = _NAMED[base]
@@ -190,9 +186,7 @@ def _decimal_field(base: str, args: list[int], encoding: ConnectorEncoding) -> C
     if encoding.decimal_handling_mode == "double":
         return ConnectSchema(type="double")
     if base == "money":
-        return ConnectSchema(
-            type="bytes", name="org.apache.kafka.connect.data.Decimal", parameters={"scale": "2"}
-        )
+        return ConnectSchema(type="bytes", name=_DECIMAL, parameters={"scale": "2"})
     if not args:  # numeric without precision: Debezium's struct of scale and unscaled bytes
         return ConnectSchema(type="struct", name="io.debezium.data.VariableScaleDecimal")
     precision, scale = args[0], args[1] if len(args) > 1 else 0
@@ -222,13 +216,12 @@ def _timestamp_field(precision: int, encoding: ConnectorEncoding) -> ConnectSche
 # ------------------------------------------------------------------------------------------- loading
 @dataclass(frozen=True)
 class TableTypes:
-    """One table's declared columns as column types; `unknown_types`: columns whose type is not known."""
+    """One table's declared columns as column types (a column of a type not known here is left out: its
+    values are inferred, as those of a column the file does not list)."""
 
     schema: str
     table: str
     columns: dict[str, ColumnType]
-    primary_key: tuple[str, ...] = ()
-    unknown_types: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -245,18 +238,14 @@ class SourceTypes:
 
 def table_types(schema: str, table: str, declared: DeclaredTable, encoding: ConnectorEncoding) -> TableTypes:
     columns: dict[str, ColumnType] = {}
-    unknown: dict[str, str] = {}
     for name, column in declared.columns.items():
         connect = connect_field(column, encoding)
         try:
-            typed = None if connect is None else from_connect(name, connect)
+            if connect is not None:
+                columns[name] = from_connect(name, connect)
         except TypeMappingError:
-            typed = None
-        if typed is None:
-            unknown[name] = column.type
-        else:
-            columns[name] = typed
-    return TableTypes(schema, table, columns, tuple(declared.primary_key), unknown)
+            continue
+    return TableTypes(schema, table, columns)
 
 
 _FIX = " (correct the file, or write it again with `ingest types pull`)"
@@ -274,15 +263,19 @@ def parse_types_file(text: str, where: str) -> TypesFile:
         raise TypesFileError(f"{where}: {at}: {first['msg']}{_FIX}") from None
 
 
+def source_types_of(files: Iterable[TypesFile]) -> SourceTypes:
+    return SourceTypes(
+        {
+            (types.schema_name, name): table_types(types.schema_name, name, declared, types.connector)
+            for types in files
+            for name, declared in types.tables.items()
+        }
+    )
+
+
 def load_source_types(directory: Path) -> SourceTypes:
     """Every `*.yml` under `directory` (none, or no directory: an empty SourceTypes)."""
-    tables: dict[tuple[str, str], TableTypes] = {}
     if not directory.is_dir():
         return SourceTypes()
-    for path in sorted(directory.glob("*.yml")):
-        types = parse_types_file(path.read_text(), str(path))
-        for name, declared in types.tables.items():
-            tables[(types.schema_name, name)] = table_types(
-                types.schema_name, name, declared, types.connector
-            )
-    return SourceTypes(tables)
+    paths = sorted(directory.glob("*.yml"))
+    return source_types_of(parse_types_file(path.read_text(), str(path)) for path in paths)
