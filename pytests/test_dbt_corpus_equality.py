@@ -18,10 +18,10 @@ NAN_ROWS = frozenset({(3,), (103,)})  # c_numeric = 'NaN'
 INFINITY_ROW = frozenset({(104,)})  # date, timestamp 'infinity', timestamptz '-infinity'
 
 
-def exceptions(variant: str) -> list[Exception_]:
-    """What the stream of `variant` cannot carry. Each one must be needed: the test fails on an unused one."""
+def exceptions(variant: str, types_file: bool = False) -> list[Exception_]:
+    """What the stream of `variant` cannot carry (landed with the corpus database's types file, or without
+    one). Each one must be needed: the test fails on an unused one."""
     found = [
-        Exception_("audit_log", None, "no primary key: history model only, no current state to compare"),
         Exception_(
             "type_zoo",
             "c_date",
@@ -50,7 +50,18 @@ def exceptions(variant: str) -> list[Exception_]:
                 frozenset({(1,), (104,)}),
             )
         )
-    if variant.endswith("precise-noschemas") and "decimalformat" not in variant:
+    base64_decimals = variant.endswith("precise-noschemas") and "decimalformat" not in variant
+    if types_file and base64_decimals:
+        found.append(
+            Exception_(
+                "type_zoo",
+                "c_numeric_12_2",
+                "one types file holds a column's type now: events sent before `alter column type "
+                "numeric(12,2) -> (16,4)` are read with scale 4, a factor 100 off",
+                frozenset({(3,), (103,)}),
+            )
+        )
+    elif base64_decimals:
         for column in ("c_numeric_12_2", "c_money"):
             found.append(
                 Exception_(
@@ -65,14 +76,18 @@ def exceptions(variant: str) -> list[Exception_]:
 
 
 @pytest.fixture(scope="module")
-def corpus_final_state(catalog):
-    """The state sql/01_setup.sql then sql/02_scenario.sql leave, in a database of its own."""
-    dsn = create_database(
+def corpus_database(catalog) -> str:
+    """A database holding the state sql/01_setup.sql then sql/02_scenario.sql leave."""
+    return create_database(
         catalog.start(),
         f"corpus_{os.getpid()}",
         [CORPUS / "sql" / "01_setup.sql", CORPUS / "sql" / "02_scenario.sql"],
     )
-    return postgres_tables(dsn, "inventory")
+
+
+@pytest.fixture(scope="module")
+def corpus_final_state(corpus_database):
+    return postgres_tables(corpus_database, "inventory")
 
 
 def test_the_final_state_is_the_corpus_scenarios(corpus_final_state):
@@ -92,16 +107,33 @@ def test_the_final_state_is_the_corpus_scenarios(corpus_final_state):
     assert {r["id"] for r in corpus_final_state["type_zoo"].rows} == {1, 2, 3, 103, 104}
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_curated_equals_postgres_final_state(lake, tmp_path, corpus_final_state, variant):
+RUNS = [(variant, False) for variant in VARIANTS]
+# Without schemas, also with the types file pulled from the corpus database by the real command.
+RUNS += [(variant, True) for variant in VARIANTS if "noschemas" in variant]
+
+
+@pytest.mark.parametrize(("variant", "types_file"), RUNS, ids=[v + ("+types" if t else "") for v, t in RUNS])
+def test_curated_equals_postgres_final_state(
+    lake, tmp_path, corpus_database, corpus_final_state, variant, types_file
+):
+    if types_file:
+        types_dir = tmp_path / "types"
+        mode = variant.split("-")[0] if variant.split("-")[0] in ("string", "double") else "precise"
+        pulled = lake.ingest(
+            "types", "pull", "--source-dsn", corpus_database, "--out", str(types_dir),
+            "--decimal-handling-mode", mode,
+        )  # fmt: skip
+        assert "inventory.yml: 7 tables" in pulled.stdout, pulled.stdout
+        lake.env["INGEST_TYPES_DIR"] = str(types_dir)
     produce(read_variant(CORPUS / variant, topic_prefix=lake.topic_prefix), lake.settings.kafka.client)
-    lake.ingest("run", "--until-caught-up")
+    landed = lake.ingest("run", "--until-caught-up")
+    assert ("no types file lists" in landed.stderr) == ("noschemas" in variant and not types_file)
     # Only what it compares (the curated models, their data and unit tests): test_dbt_build builds the
     # serving layer on a corpus; nine full builds cost the CI budget minutes.
     # (cautious: not the tests that also read a serving model, which is not built)
     build = dbt(lake, tmp_path, "build", "--select", "curated", "--indirect-selection", "cautious")
     assert build.returncode == 0, build.stdout[-6000:]
-    expected_gaps = exceptions(variant)
+    expected_gaps = exceptions(variant, types_file)
     differences = compare_curated(lake.query, corpus_final_state, expected_gaps)
     assert not differences, "\n".join(differences)
     unused = [f"{e.table}.{e.column}: {e.reason}" for e in expected_gaps if not e.matched]

@@ -97,20 +97,28 @@ def test_a_keyed_table_gets_both_models_the_source_the_contracts_and_the_reconci
     assert table["config"]["loaded_at_field"] == "_ingested_at" and "freshness" in table["config"]
 
 
-def test_a_keyless_table_gets_history_only_and_a_note():
+def test_a_keyless_table_gets_a_multiset_current_state_and_a_note():
     plan = plan_table(KEYLESS, declare_source=False)
     assert sorted(files(plan)) == [
+        "models/curated/shop/shop__events.sql",
         "models/curated/shop/shop__events.yml",
         "models/curated/shop/shop__events__history.sql",
     ]
+    current_sql = files(plan)["models/curated/shop/shop__events.sql"]
+    assert "cdc_multiset_current(ref('shop__events__history'))" in current_sql
+    assert "incremental_strategy='cdc_apply_multiset'" in current_sql
     assert "key=none" in render_history_sql(KEYLESS)
     assert (
         "'_cdc_row_hash', '_cdc_batch_id', '_cdc_kafka_partition', '_cdc_kafka_offset'"
         in render_history_sql(KEYLESS)
     )
-    (history,) = yaml.safe_load(files(plan)["models/curated/shop/shop__events.yml"])["models"]
+    current, history = yaml.safe_load(files(plan)["models/curated/shop/shop__events.yml"])["models"]
     assert "_cdc_row_hash" in [c["name"] for c in history["columns"]]
-    assert any("no primary key" in note for note in plan.notes)
+    assert {"_cdc_row_hash", "_cdc_row_number"} <= {c["name"] for c in current["columns"]}
+    assert current["data_tests"] == [
+        {"cdc_unique_combination": {"arguments": {"columns": ["_cdc_row_hash", "_cdc_row_number"]}}}
+    ]
+    assert any("no primary key" in note and "multiset" in note for note in plan.notes)
 
 
 def test_a_composite_key_is_passed_as_a_list():
@@ -221,21 +229,20 @@ def test_scaffold_then_dbt_build_curates_a_new_table(lake, tmp_path):
         keys=[b'{"id":1}', b'{"id":2}', b'{"id":1}', b'{"id":2}', b'{"id":3}'],
     )
     keyless = f"{lake.topic_prefix}.shop.events"
-    send(
-        lake,
-        keyless,
-        [
-            orjson.dumps(
-                {
-                    "before": None,
-                    "after": {"what": "hello"},
-                    "op": "c",
-                    "source": {"ts_ms": 1795241515000, "lsn": 20},
-                }
-            )
-        ],
-        keys=[None],
-    )
+
+    def event(op: str, lsn: int, before: str | None, after: str | None) -> bytes:
+        images = {"before": before and {"what": before}, "after": after and {"what": after}}
+        return orjson.dumps({**images, "op": op, "source": {"ts_ms": 1795241515000 + lsn, "lsn": lsn}})
+
+    # two identical rows, one of them updated (REPLICA IDENTITY FULL sends the old row), another deleted
+    keyless_events = [
+        event("c", 20, None, "hello"),
+        event("c", 21, None, "hello"),
+        event("c", 22, None, "bye"),
+        event("u", 23, "hello", "hi"),
+        event("d", 24, "bye", None),
+    ]
+    send(lake, keyless, keyless_events, keys=[None] * len(keyless_events))
     lake.ingest("run", "--until-caught-up")
 
     project = tmp_path / "project"
@@ -251,8 +258,8 @@ def test_scaffold_then_dbt_build_curates_a_new_table(lake, tmp_path):
     assert "wrote models/curated/shop/shop__widgets.sql" in first.stdout
     assert "wrote models/staging/shop__widgets.yml" in first.stdout
     assert "wrote tests/reconciliation/reconcile_shop__widgets.sql" in first.stdout
-    assert "shop.events has no primary key: history model only" in first.stdout
-    assert not (project / "models" / "curated" / "shop" / "shop__events.sql").exists()
+    assert "shop.events has no primary key: its current state is a multiset" in first.stdout
+    assert "wrote models/curated/shop/shop__events.sql" in first.stdout
     before = (project / "models" / "curated" / "shop" / "shop__widgets.yml").read_text()
 
     again = run([*ingest, "--table", "shop.widgets"], lake, REPO)
@@ -280,4 +287,21 @@ def test_scaffold_then_dbt_build_curates_a_new_table(lake, tmp_path):
         (1, "bolt", Decimal("-2.50"), date(2024, 2, 29)),
         (3, "washer", None, None),
     ]
-    assert lake.query("select what, _is_current from lake.curated.shop__events__history") == [("hello", True)]
+    assert sorted(lake.query("select what from lake.curated.shop__events")) == [("hello",), ("hi",)]
+    assert lake.query("select count(*) from lake.curated.shop__events__history")[0][0] == 6
+
+    def build_events() -> list[tuple]:
+        lake.ingest("run", "--until-caught-up")
+        incremental = run([*build.args[:3], "shop__events__history+", *build.args[4:]], lake, project)
+        assert incremental.returncode == 0, incremental.stdout[-6000:]
+        return sorted(lake.query("select what, _cdc_row_number from lake.curated.shop__events"))
+
+    # Incremental builds: the last copy of an image removed, exact duplicates, a truncate, and a build that
+    # finds nothing new (counting again changes nothing).
+    more = [event("d", 25, "hello", None), event("c", 26, None, "again"), event("c", 27, None, "again")]
+    send(lake, keyless, more, keys=[None] * len(more))
+    assert build_events() == [("again", 1), ("again", 2), ("hi", 1)]
+    assert build_events() == [("again", 1), ("again", 2), ("hi", 1)]
+    truncate = orjson.dumps({"before": None, "after": None, "op": "t", "source": {"ts_ms": 1, "lsn": 28}})
+    send(lake, keyless, [truncate, event("c", 29, None, "fresh")], keys=[None, None])
+    assert build_events() == [("fresh", 1)]

@@ -183,14 +183,34 @@ def _text(value: Any) -> Any:
 def _arrow(segment: Segment) -> pa.Table:
     """The segment's rows as an Arrow table: source columns in transport types, then metadata."""
     rows = segment.rows
-    arrays: dict[str, pa.Array] = {}
-    for name, column in segment.columns.items():
-        values = [row.values.get(name) for row in rows]
-        if column.duckdb_type == "VARCHAR" and segment.mode == "inferred":
-            values = [_text(v) for v in values]
-        arrays[name] = pa.array(values, type=column.arrow_type)
+    arrays = {
+        name: _image_array(segment, column, [row.values for row in rows])
+        for name, column in segment.columns.items()
+    }
     arrays.update(_metadata_arrays(rows))
+    befores = [row.before for row in rows]
+    if any(before is not None for before in befores):
+        arrays[contract.BEFORE_IMAGE] = _before_array(segment, befores)
     return pa.table(arrays)
+
+
+def _image_array(segment: Segment, column: ColumnType, images: list[dict[str, Any]]) -> pa.Array:
+    values = [image.get(column.name) for image in images]
+    if column.duckdb_type == "VARCHAR" and segment.mode == "inferred":
+        values = [_text(v) for v in values]
+    return pa.array(values, type=column.arrow_type)
+
+
+def _before_array(segment: Segment, befores: list[dict[str, Any] | None]) -> pa.StructArray:
+    """The before images of a keyless table's updates as one struct of the segment's columns (contract
+    BEFORE_IMAGE), null where a row has none."""
+    images = [before or {} for before in befores]
+    columns = list(segment.columns.values())
+    return pa.StructArray.from_arrays(
+        [_image_array(segment, column, images) for column in columns],
+        fields=[pa.field(column.name, column.arrow_type) for column in columns],
+        mask=pa.array([before is None for before in befores]),
+    )
 
 
 def split_unbuildable_rows(segment: Segment) -> tuple[Segment, list[tuple[ChangeRow, str]]]:

@@ -93,6 +93,17 @@ INGESTED_AT = _now("_ingested_at", "When the batch was committed to the lake.")
 # Added when a batch lands: the batch's id, and the commit time.
 LANDING_METADATA: tuple[Column, ...] = (BATCH_ID, INGESTED_AT)
 STAGING_METADATA: tuple[Column, ...] = DECODED_METADATA + LANDING_METADATA
+# The before image of an update of a table without a primary key (REPLICA IDENTITY FULL sends it), as a JSON
+# object of its columns in their staging types: the one metadata column a staging table has only once it
+# needs it (added with its first such update), so it is not in STAGING_METADATA. JSON, not a STRUCT of the
+# table's columns: DuckLake fails to read inlined rows of a table whose STRUCT column was altered (1.5.5).
+# curated's multiset current state removes the row it names (docs/dbt.md, "Tables without a primary key").
+BEFORE_IMAGE = "_cdc_before"
+BEFORE_IMAGE_TYPE = "JSON"
+BEFORE_IMAGE_MEANING = (
+    "Before image of an update of a table without a primary key: a JSON object of its columns in their "
+    "staging types (decimals as text); null for every other event."
+)
 METADATA_NAMES: tuple[str, ...] = tuple(c.name for c in STAGING_METADATA)
 DECODED_NAMES: tuple[str, ...] = tuple(c.name for c in DECODED_METADATA)
 

@@ -22,7 +22,7 @@ from confluent_kafka import Message
 from pydantic import ValidationError
 
 from ingest.core import plain
-from ingest.core.contract import METADATA_NAMES
+from ingest.core.contract import BEFORE_IMAGE, METADATA_NAMES
 from ingest.core.envelope import (
     UNAVAILABLE_VALUE,
     UNAVAILABLE_VALUE_BASE64,
@@ -47,7 +47,7 @@ from ingest.core.typemap import (
 
 log = logging.getLogger(__name__)
 
-_RESERVED = {name.lower() for name in METADATA_NAMES}
+_RESERVED = {name.lower() for name in (*METADATA_NAMES, BEFORE_IMAGE)}
 SCHEMA_PREFIX = b'{"schema":'
 PAYLOAD_MARK = b',"payload":'
 _MAX_CACHED_SCHEMAS = 1024
@@ -153,6 +153,9 @@ class ChangeRow:
     source_schema: str | None
     source_table: str | None
     key_columns: list[str] | None  # set on the first event of a table version only
+    # The before image of an update of a table without a key (record key null), typed like `values`: the
+    # row it replaces, which only the whole image identifies (contract.BEFORE_IMAGE). None otherwise.
+    before: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +201,7 @@ class _Change:
     snapshot: bool
     source_schema: str | None
     source_table: str | None
+    before: dict[str, Any] | None = None  # of an update (u), where the connector sends it
 
 
 def _from_model(event: ChangeEvent) -> _Change:
@@ -211,6 +215,7 @@ def _from_model(event: ChangeEvent) -> _Change:
         source.is_snapshot,
         source.source_schema,
         source.table,
+        event.before if event.op == "u" else None,
     )
 
 
@@ -245,6 +250,7 @@ def _fast_change(payload: dict[str, Any]) -> _Change | None:
         snapshot if type(snapshot) is bool else snapshot not in (None, "false"),
         source.get("schema"),
         source.get("table"),
+        payload.get("before") if op == "u" else None,
     )
 
 
@@ -401,14 +407,25 @@ class Decoder:
         image = image or {}
         if not _PLAIN_JSON_TYPES.issuperset(map(type, image.values())):
             _reject_wide_integers(record.value)  # a float (or a nested one) may be a rounded integer
+        # Only a table without a key needs the old image of an update: nothing else identifies its row.
+        before = event.before if record.key is None and isinstance(event.before, dict) else None
+        # Without a Connect schema, both images type the columns: a column null in one is typed by the other.
+        both = image if before is None else {**before, **{n: v for n, v in image.items() if v is not None}}
         if schema_bytes is not None:
             schema = self._connect_schema(schema_bytes)
             values, unavailable = self._convert(schema, image)
         elif (declared := self.source_types.of(event.source_schema, event.source_table)) is not None:
-            schema = self._declared_schema(declared, image)
+            schema = self._declared_schema(declared, both)
+            values, unavailable = self._convert(schema, image)
+        elif before is not None:
+            schema = self._infer_schema(both)
             values, unavailable = self._convert(schema, image)
         else:
             schema, values, unavailable = self._inferred(image)
+        if before is not None:
+            if not _PLAIN_JSON_TYPES.issuperset(map(type, before.values())):
+                _reject_wide_integers(record.value)
+            before = self._convert(schema, before)[0]
         key_columns = self.note_table_version(table, schema, record.key)
         return ChangeRow(
             record=record,
@@ -424,6 +441,7 @@ class Decoder:
             source_schema=event.source_schema,
             source_table=event.source_table,
             key_columns=key_columns,
+            before=before,
         )
 
     def _declared_schema(self, declared: TableTypes, image: dict[str, Any]) -> TableSchema:

@@ -190,6 +190,8 @@ class _Input:
                 "o": pa.array(chunk.offsets, pa.int64()),
                 "ts": pa.array([t if kind else None for kind, t in timestamps], pa.int64()),
                 "n": pa.array(range(len(messages)), pa.int64()),
+                # keyless: an update's before image must land too, which only the Python decoder does
+                "k": pa.array([m.key() is None for m in messages], pa.bool_()),
             }
         )
         return cls(messages, arrow)
@@ -363,7 +365,7 @@ class BulkDecoder:
         """The rows to land (the image as one struct column, which a column of any name fits in, and the
         metadata columns) and, per row, its signature: `_bulk_types`, the JSON type of every key of
         envelope, source block, transaction block and images, and `_bulk_clean`, the checks that need no
-        signature (keys, trailing commas, the schema half)."""
+        signature (keys, trailing commas, the schema half, a keyless update's before image)."""
         source = {f: t for f, t in _SOURCE_FIELDS.items() if f in plan.source_keys}
         struct = json.dumps({"op": "VARCHAR", "before": "JSON", "after": "JSON", "source": source})
         image = "null"
@@ -391,13 +393,15 @@ class BulkDecoder:
         metadata = ",\n".join(f"{sql} as {name}" for name, sql in _metadata_sql(plan, topic).items())
         return f"""
             with payloads as (
-                select n, p, o, ts, prefix_ok, {payload} as s
+                select n, p, o, ts, k, prefix_ok, {payload} as s
                 from (select *, {prefix_ok} as prefix_ok from _bulk_input)
             ),
             parsed as (
                 select
                     n, p, o, ts,
-                    prefix_ok and not regexp_matches(s, {_literal(_TRAILING_COMMA)}) as clean,
+                    prefix_ok and not regexp_matches(s, {_literal(_TRAILING_COMMA)})
+                    and not (k and json_type(s, '/before') = 'OBJECT' and json_extract_string(s, '/op') = 'u')
+                    as clean,
                     -- no float anywhere (NaN, Infinity): every key of envelope, source and images is typed;
                     -- a missing path is left out (see _Plan.split_types)
                     array_to_string(json_type(s, [{paths}]), ',') as types,

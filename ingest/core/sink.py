@@ -108,6 +108,9 @@ class TableEntry:
     schema_mode: str
     quarantined: str | None = None
     dirty: bool = False
+    # Whether the staging table has its BEFORE_IMAGE column (added with the first update that needs it).
+    # Not mirrored: the table itself says it.
+    has_before: bool = False
 
 
 @dataclass
@@ -298,6 +301,7 @@ class LakeSink:
         # The staging tables themselves are the truth for column types (a crash may have left a table
         # without its _cdc_tables row, never the other way round: both commit together).
         actual: dict[str, dict[str, str]] = {}
+        with_before: set[str] = set()
         for table, column, data_type in self.con.execute(
             "select substr(table_name, length($prefix) + 1), column_name, data_type from duckdb_columns() "
             f"where database_name = '{LAKE}' and schema_name = '{STAGING}' "
@@ -305,12 +309,15 @@ class LakeSink:
             "and not starts_with(substr(table_name, length($prefix) + 1), '_')",
             {"prefix": self.table_prefix},
         ).fetchall():
-            if column not in contract.METADATA_NAMES:
+            if column == contract.BEFORE_IMAGE:
+                with_before.add(table)
+            elif column not in contract.METADATA_NAMES:
                 actual.setdefault(table, {})[column.lower()] = data_type
         for table, columns in actual.items():
             entry = state.tables.get(table)
             if entry is None:
                 continue
+            entry.has_before = table in with_before
             for lower, data_type in columns.items():
                 entry.columns.setdefault(lower, {"name": lower, "source_type": None, "optional": True})
                 entry.columns[lower]["type"] = data_type
@@ -512,9 +519,18 @@ class LakeSink:
             entry.primary_key = rows.key_columns
             entry.dirty = True
         pending.dead_letters.extend(rows.refused)
+        has_before = contract.BEFORE_IMAGE in rows.arrow.column_names
+        if has_before and not entry.has_before:
+            before = quote_ident(contract.BEFORE_IMAGE)
+            con.execute(
+                f"alter table {self.staging_table(table)} add column {before} {contract.BEFORE_IMAGE_TYPE}"
+            )
+            entry.has_before = True
         if not rows.count:
             return
         casts = {name: column.sql for name, column in rows.columns.items() if column.sql}
+        if has_before:
+            casts[contract.BEFORE_IMAGE] = _before_image_sql(entry, rows)
         arrow = rows.landing_table(batch_id)
         insert_arrow(con, self.staging_table(table), arrow, casts=casts, extra=INGESTED_AT)
 
@@ -712,6 +728,27 @@ class LakeSink:
     ) -> None:
         """Insert into this sink's copy of a bookkeeping table; SQL fills what the contract says it fills."""
         insert_arrow(con, self.bookkeeping(table.qualified), arrow, casts=casts, extra=table.at_insert)
+
+
+def _before_image_sql(entry: TableEntry, rows: ChangeRows) -> str:
+    """SQL turning the rows' before images (a struct of the segment's columns in transport types) into the
+    BEFORE_IMAGE JSON: each field converted to its staging type as its column is, decimals as their exact
+    text (a JSON number reads back as a double)."""
+    fields = []
+    for name, column in rows.columns.items():
+        value = f"struct_extract({{0}}, {_braced(quote_literal(name))})"
+        if column.sql:
+            value = column.sql.replace("{}", value)
+        described = entry.columns.get(name.lower(), {})
+        if str(described.get("type", column.duckdb_type)).upper().startswith("DECIMAL"):
+            value = f"cast(cast({value} as {described.get('type', column.duckdb_type)}) as varchar)"
+        fields.append(f"{_braced(quote_ident(name))} := {value}")
+    return f"case when {{0}} is not null then to_json(struct_pack({', '.join(fields)})) end"
+
+
+def _braced(sql: str) -> str:
+    """`sql` kept as it is by str.format (insert_arrow formats each cast with the column's name)."""
+    return sql.replace("{", "{{").replace("}", "}}")
 
 
 def _landing_report(batch: Batch, pending: _Pending) -> LandingReport:

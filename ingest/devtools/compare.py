@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -220,8 +221,9 @@ def compare_tables(
     curated: str = "lake.curated",
 ) -> list[TableDifference]:
     """Each PostgreSQL table against its curated current-state model (`<curated>.<source_schema>__<table>`),
-    rows matched by primary key, cell by cell. A cell (or table) covered by an exception is not a difference;
-    the exception records that it was needed (`matched`). A table wholly excepted is left out."""
+    rows matched by primary key, cell by cell (a table without a primary key as a multiset of whole rows). A
+    cell (or table) covered by an exception is not a difference; the exception records that it was needed
+    (`matched`). A table wholly excepted is left out."""
     exceptions = list(exceptions)
 
     def excepted(table: str, column: str | None, key: tuple | None, message: str) -> bool:
@@ -236,12 +238,11 @@ def compare_tables(
         if excepted(name, None, None, f"{name}: not compared"):
             continue
         columns = list(table.columns)
-        if not table.key:
-            message = f"{name}: no primary key, no current-state model (add an exception)"
-            results.append(TableDifference(name, tuple(columns), len(table.rows), 0, [], [], [message]))
-            continue
         select = ", ".join(f'"{c}"' for c in columns)
         curated_rows = lake_query(f"select {select} from {curated}.{source_schema}__{name}")
+        if not table.key:
+            results.append(_compare_multisets(table, curated_rows, excepted))
+            continue
         messages: list[str] = []
         by_key_curated: dict[tuple, dict[str, Any]] = {}
         for row in curated_rows:
@@ -276,6 +277,43 @@ def compare_tables(
             )
         )
     return results
+
+
+def _comparable(value: Any) -> Any:
+    """A hashable form of a normalized value: lists as tuples, JSON objects as sorted text, floats to the
+    precision `equal` allows."""
+    value = normalize(value)
+    if isinstance(value, list):
+        return tuple(_comparable(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    return value
+
+
+def _compare_multisets(
+    table: PgTable, curated_rows: list[tuple], excepted: Callable[[str, str | None, tuple | None, str], bool]
+) -> TableDifference:
+    """A table without a primary key against its curated current state: equal as multisets of whole rows
+    (exact duplicates count)."""
+    columns = list(table.columns)
+    in_pg = Counter(tuple(_comparable(r[c]) for c in columns) for r in table.rows)
+    in_curated = Counter(tuple(_comparable(v) for v in row) for row in curated_rows)
+    missing, unexpected, messages = [], [], []
+    for row, count in sorted((in_pg - in_curated).items(), key=repr):
+        message = f"{table.name} {row}: {count} more in PostgreSQL than in curated"
+        if not excepted(table.name, None, row, message):
+            missing.append(row)
+            messages.append(message)
+    for row, count in sorted((in_curated - in_pg).items(), key=repr):
+        message = f"{table.name} {row}: {count} more in curated than in PostgreSQL"
+        if not excepted(table.name, None, row, message):
+            unexpected.append(row)
+            messages.append(message)
+    return TableDifference(
+        table.name, tuple(columns), len(table.rows), len(curated_rows), missing, unexpected, messages
+    )
 
 
 def compare_curated(

@@ -4,9 +4,9 @@ For each staging table the ingester knows (`staging._cdc_tables`) this writes, i
 
     models/staging/<s>__<t>.yml                 source definition (topic, loaded_at_field, freshness)
     models/curated/<s>/<s>__<t>__history.sql    cdc_history (every version)
-    models/curated/<s>/<s>__<t>.sql             cdc_current (one row per live key; not for keyless tables)
+    models/curated/<s>/<s>__<t>.sql             cdc_current (one row per live key; a multiset without a key)
     models/curated/<s>/<s>__<t>.yml             both contracts, descriptions and key tests
-    tests/reconciliation/reconcile_<s>__<t>.sql current state = latest per key from staging
+    tests/reconciliation/reconcile_<s>__<t>.sql current state = latest per key from staging (keyed tables)
 
 It never overwrites: a table whose history model exists anywhere under models/ is skipped, a source already
 declared in some YAML file is not declared again, and an existing file is left alone. Rendering is pure
@@ -43,6 +43,15 @@ _CURRENT_BOOKKEEPING = [
     ("_cdc_kafka_partition", "integer", "cdc_kafka_partition", True, None),
     ("_cdc_kafka_offset", "bigint", "cdc_kafka_offset", True, None),
     ("_cdc_batch_id", "bigint", "cdc_batch_id", True, None),
+]
+# A table without a key: rows are copies of row images, and the latest version of an image may remove one.
+_MULTISET_BOOKKEEPING = [
+    ("_cdc_row_hash", "varchar", "cdc_row_hash", True, None),
+    ("_cdc_row_number", "bigint", "cdc_row_number", True, None),
+    *[
+        (n, t, d, nn, ["r", "c", "u", "d"] if n == "_cdc_op" else a)
+        for n, t, d, nn, a in _CURRENT_BOOKKEEPING
+    ],
 ]
 _HISTORY_BOOKKEEPING = [
     ("_valid_from", "timestamptz", "cdc_valid_from", True, None),
@@ -183,7 +192,6 @@ def render_models_yaml(table: StagingTable) -> str:
                 "constraints": [{"type": "not_null"}],
             }
         )
-    models = []
     if key:
         current: dict[str, Any] = {
             "name": table.table_name,
@@ -194,14 +202,26 @@ def render_models_yaml(table: StagingTable) -> str:
         if len(key) > 1:
             current["data_tests"] = [{"cdc_unique_combination": {"arguments": {"columns": key}}}]
         current["columns"] = _source_entries(table, current=True) + _bookkeeping_entries(_CURRENT_BOOKKEEPING)
-        models.append(current)
+    else:
+        current = {
+            "name": table.table_name,
+            "description": f"Current state of {table.source_name}, a table without a primary key: every row "
+            "that exists, as a multiset (exact duplicates are several rows, numbered by _cdc_row_number); "
+            "docs/dbt.md.",
+            "config": {"contract": {"enforced": True}},
+            "data_tests": [
+                {"cdc_unique_combination": {"arguments": {"columns": ["_cdc_row_hash", "_cdc_row_number"]}}}
+            ],
+            "columns": _source_entries(table, current=True) + _bookkeeping_entries(_MULTISET_BOOKKEEPING),
+        }
+    models = [current]
     history_description = (
         f"Every version of every {table.source_name} row (SCD type 2), bounded by source commit time."
     )
     if not key:
         history_description += (
-            " The table has no primary key, so a row is identified by its whole image (_cdc_row_hash) and "
-            "there is no current-state model (docs/dbt.md)."
+            " The table has no primary key, so a row is identified by its whole image (_cdc_row_hash): every "
+            "event is a version of the image it adds or removes (docs/dbt.md)."
         )
     models.append(
         {
@@ -276,6 +296,11 @@ def render_history_sql(table: StagingTable) -> str:
 
 def render_current_sql(table: StagingTable) -> str:
     key = list(table.primary_key)
+    if not key:
+        return (
+            "{{ config(unique_key='_cdc_row_hash', incremental_strategy='cdc_apply_multiset') }}\n\n"
+            f"{{{{ cdc_multiset_current(ref('{table.table_name}__history')) }}}}\n"
+        )
     unique = f"'{key[0]}'" if len(key) == 1 else _sql_list(key)
     return (
         f"{{{{ config(unique_key={unique}, incremental_strategy='cdc_apply') }}}}\n\n"
@@ -306,8 +331,8 @@ def plan_table(table: StagingTable, *, declare_source: bool) -> TablePlan:
     if declare_source:
         plan.files.append(PlannedFile(Path("models") / "staging" / f"{name}.yml", render_source_yaml(table)))
     plan.files.append(PlannedFile(folder / f"{name}__history.sql", render_history_sql(table)))
+    plan.files.append(PlannedFile(folder / f"{name}.sql", render_current_sql(table)))
     if table.primary_key:
-        plan.files.append(PlannedFile(folder / f"{name}.sql", render_current_sql(table)))
         plan.files.append(
             PlannedFile(
                 Path("tests") / "reconciliation" / f"reconcile_{name}.sql", render_reconciliation_sql(table)
@@ -315,8 +340,9 @@ def plan_table(table: StagingTable, *, declare_source: bool) -> TablePlan:
         )
     else:
         plan.notes.append(
-            f"{table.source_name} has no primary key: history model only (rows identified by a hash of the "
-            "whole row image, no current-state model, no reconciliation test); see docs/dbt.md"
+            f"{table.source_name} has no primary key: its current state is a multiset of whole rows (exact "
+            "duplicates kept), counted from the history; updates and deletes need REPLICA IDENTITY FULL; "
+            "see docs/dbt.md"
         )
     plan.files.append(PlannedFile(folder / f"{name}.yml", render_models_yaml(table)))
     if table.schema_mode == "inferred":

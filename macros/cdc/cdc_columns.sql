@@ -71,16 +71,38 @@
 
 
 {% macro cdc_typed_column(column, present) -%}
-    {#- A source column cast to its contract type; NULL of that type while staging has not seen it yet
-        (a column added in the source appears in staging with its first event). -#}
+    {#- A source column cast to its contract type, named as in the contract. -#}
+    {{ cdc_typed_value(adapter.quote(column.name), column, present) }} as {{ adapter.quote(column.name) }}
+{%- endmacro %}
+
+
+{% macro cdc_typed_value(expression, column, present) -%}
+    {#- The staging value `expression` of `column` in its contract type; NULL of that type while staging has
+        not seen the column yet (a column added in the source appears in staging with its first event). -#}
     {%- if present and (column.name | lower) not in present -%}
-        cast(null as {{ column.data_type }}) as {{ adapter.quote(column.name) }}
+        cast(null as {{ column.data_type }})
     {%- else -%}
-        {{ cdc_cast(adapter.quote(column.name), column.data_type, present.get(column.name | lower),
-                    column.get('epoch_unit')) }} as {{ adapter.quote(column.name) }}
+        {{ cdc_cast(expression, column.data_type, present.get(column.name | lower), column.get('epoch_unit')) }}
     {%- endif -%}
 {%- endmacro %}
 
+
+{% macro cdc_before_value(column, present) -%}
+    {#- `column` of the staging row's before image (`_cdc_before`, a JSON object of the columns in their
+        staging types, docs/staging-contract.md) in its contract type: read back in the staging type, then
+        converted as the column itself is. Lists, structs and JSON are read as JSON, every other value from
+        its text (a decimal is text there, so it stays exact). -#}
+    {%- set staged = present.get(column.name | lower) or column.data_type -%}
+    {%- set nested = staged | upper | trim -%}
+    {#- a JSON pointer: any column name is safe in it -#}
+    {%- set path = "'/" ~ column.name | replace('~', '~0') | replace('/', '~1') | replace("'", "''") ~ "'" -%}
+    {%- if nested.endswith(']') or nested == 'JSON' or nested.startswith('STRUCT') or nested.startswith('MAP') -%}
+        {%- set value = 'cast(json_extract(_cdc_before, ' ~ path ~ ') as ' ~ staged ~ ')' -%}
+    {%- else -%}
+        {%- set value = 'cast(json_extract_string(_cdc_before, ' ~ path ~ ') as ' ~ staged ~ ')' -%}
+    {%- endif -%}
+    {{ cdc_typed_value(value, column, present) }}
+{%- endmacro %}
 
 
 {% macro cdc_cast(expression, data_type, staging_type=none, epoch_unit=none) -%}

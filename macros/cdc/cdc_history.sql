@@ -2,18 +2,21 @@
     {#- SCD type 2 of one staging table: every version of every key, bounded by source commit time.
 
         staging  the staging relation (source('staging', '<schema>__<table>'))
-        key      the primary-key column(s); none for a table without a primary key, whose versions are then
-                 keyed by a hash of the whole row image (_cdc_row_hash)
+        key      the primary-key column(s); none for a table without a primary key, whose history is then
+                 cdc_multiset_history's (versions of each row image, keyed by its hash)
 
         The model's contract supplies the column list and types. Incremental runs read only batches after
         the last one applied and continue each touched key from its latest applied version. See docs/dbt.md. -#}
     {#- Only a current version can be rewritten (closed by a new one): the MERGE need not read the others. -#}
     {{- config(incremental_predicates=['DBT_INTERNAL_DEST._is_current']) -}}
-    {%- set key = [key] if key is string else (key or []) -%}
+    {%- if not key -%}
+        {{ return(cdc_multiset_history(staging)) }}
+    {%- endif -%}
+    {%- set key = [key] if key is string else key -%}
     {%- set columns = cdc_source_columns() -%}
     {%- set present = cdc_relation_columns(staging) -%}
     {%- set key_columns = [] -%}
-    {%- for name in (key if key else ['_cdc_row_hash']) -%}
+    {%- for name in key -%}
         {%- do key_columns.append(adapter.quote(name)) -%}
     {%- endfor -%}
     {%- set value_columns = columns | rejectattr('name', 'in', key) | list -%}
@@ -30,30 +33,8 @@
 with
 
 staging as (
-    {%- if cdc_relation_exists(staging) %}
 
-    select * from {{ staging }}
-    {%- if is_incremental() %}
-    where _batch_id > {{ cdc_batch_watermark() }}
-    {%- endif %}
-    {%- else %}
-    {%- do log("warning: " ~ staging ~ " does not exist (yet): " ~ model.name ~ " reads no events", info=true) %}
-
-    -- the ingester has not created the staging table yet: no events
-    select
-        {%- for column in columns %}
-        cast(null as {{ column.data_type }}) as {{ adapter.quote(column.name) }},
-        {%- endfor %}
-        cast(null as varchar) as _cdc_op,
-        cast(null as timestamptz) as _cdc_source_ts,
-        cast(null as bigint) as _cdc_lsn,
-        cast(null as varchar) as _cdc_tx_id,
-        cast(null as integer) as _kafka_partition,
-        cast(null as bigint) as _kafka_offset,
-        cast(null as bigint) as _batch_id,
-        cast(null as varchar []) as _cdc_unavailable_columns
-    where false
-    {%- endif %}
+    {{ cdc_staging_rows(staging, columns) }}
 
 ),
 
@@ -74,28 +55,12 @@ typed as (
     from staging
 
 ),
-{%- if not key %}
-
-row_keyed as (
-
-    -- no primary key: a row is identified by its whole image
-    select
-        *,
-        md5(cast(to_json(struct_pack(
-            {%- for column in columns %}
-            {{ adapter.quote(column.name) }} := {{ adapter.quote(column.name) }}{{ ',' if not loop.last }}
-            {%- endfor %}
-        )) as varchar)) as {{ key_columns[0] }}
-    from typed
-
-),
-{%- endif %}
 
 events as (
 
     -- change events; re-delivered copies of one event (same key, same LSN) collapse into the first copy
     select *
-    from {{ 'typed' if key else 'row_keyed' }}
+    from typed
     where _cdc_op != 't'
     qualify row_number() over (
         partition by {{ key_columns | join(', ') }}, {{ cdc_event_identity() }}
@@ -313,4 +278,34 @@ final as (
 )
 
 select * from final
+{%- endmacro %}
+
+
+
+{% macro cdc_staging_rows(staging, columns) -%}
+    {#- The staging rows a history build reads: those of batches after the model's watermark (all on a full
+        build); none, with a log warning, while the ingester has not created the staging table. -#}
+    {%- if cdc_relation_exists(staging) %}
+    select * from {{ staging }}
+    {%- if is_incremental() %}
+    where _batch_id > {{ cdc_batch_watermark() }}
+    {%- endif %}
+    {%- else %}
+    {%- do log("warning: " ~ staging ~ " does not exist (yet): " ~ model.name ~ " reads no events", info=true) %}
+    -- the ingester has not created the staging table yet: no events
+    select
+        {%- for column in columns %}
+        cast(null as {{ column.data_type }}) as {{ adapter.quote(column.name) }},
+        {%- endfor %}
+        cast(null as varchar) as _cdc_op,
+        cast(null as timestamptz) as _cdc_source_ts,
+        cast(null as bigint) as _cdc_lsn,
+        cast(null as varchar) as _cdc_tx_id,
+        cast(null as integer) as _kafka_partition,
+        cast(null as bigint) as _kafka_offset,
+        cast(null as bigint) as _batch_id,
+        cast(null as varchar []) as _cdc_unavailable_columns,
+        cast(null as json) as _cdc_before
+    where false
+    {%- endif %}
 {%- endmacro %}
