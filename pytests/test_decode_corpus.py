@@ -230,3 +230,29 @@ def test_four_partition_variant_carries_the_same_changes():
     if not four:
         pytest.skip("no 4-partition variant")
     assert changes(four[0]) == changes("precise-noschemas")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_an_update_of_a_keyless_table_keeps_its_before_image_typed(variant):
+    """audit_log has no key (REPLICA IDENTITY FULL): its update carries the old row, typed as the new one;
+    no other event keeps a before image (customers is FULL too, but has a key)."""
+    from ingest.core.batch import Batch
+    from ingest.core.contract import BEFORE_IMAGE
+
+    results = decode_variant(variant)
+    rows = [r for r in results.values() if isinstance(r, ChangeRow)]
+    with_before = [r for r in rows if r.before is not None]
+    assert [(r.table, r.op) for r in with_before] == [("inventory__audit_log", "u")]
+    (update,) = with_before
+    assert update.before == {**update.values, "details": '{"version": 1}'}
+    assert update.values["details"] == '{"version": 2}'
+    batch = Batch()
+    for row in rows:
+        if row.table == "inventory__audit_log":
+            batch.add(row)
+    batch.close()
+    (audit,) = batch.segments["inventory__audit_log"]
+    befores = audit.arrow.column(BEFORE_IMAGE).to_pylist()
+    assert [b is not None for b in befores] == [
+        r.op == "u" for r in rows if r.table == "inventory__audit_log"
+    ]
