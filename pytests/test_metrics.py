@@ -133,3 +133,11 @@ def test_a_running_ingester_reports_events_dead_letters_lag_and_freshness(lake):
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert re.search(rf"Prometheus metrics on http://127.0.0.1:{port}/metrics", stderr)
+
+
+def test_columns_a_types_file_does_not_type_are_counted_per_table_until_it_types_them():
+    metrics = IngestMetrics()
+    metrics.observe_batch(1, 0.1, {"s__a": 1}, {}, {}, {}, {}, {"s__a": ["zip", "note"]})
+    assert metrics.registry.get_sample_value("cdc_ingest_untyped_columns", {"table": "s__a"}) == 2
+    metrics.observe_batch(1, 0.1, {"s__a": 1}, {}, {}, {}, {}, {"s__a": []})  # pulled again
+    assert metrics.registry.get_sample_value("cdc_ingest_untyped_columns", {"table": "s__a"}) == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import CORPUS, VARIANTS
+from conftest import CORPUS, VARIANTS, send
 from ingest.core.decode import ChangeRow, DeadLetter, Decoder, RawRecord
 from ingest.core.source_types import (
     ConnectorEncoding,
@@ -275,3 +275,25 @@ def test_schemaless_events_land_with_the_types_of_schemas_on(tmp_path, lake):
     assert lake.query(
         "select c_date, c_timestamp3 from lake.staging.inventory__type_zoo where id = 1 limit 1"
     ) == [(dt.date(2024, 2, 29), dt.datetime(2024, 2, 29, 13, 45, 30, 123000))]
+    # A column the file does not type is reported until the file is pulled again (here: zip, dropped from
+    # the database the file was pulled from, sent by the events written before the drop).
+    status = orjson.loads(lake.ingest("status", "--json").stdout)
+    untyped = {t["table_name"]: t["untyped_columns"] for t in status["tables"] if t["untyped_columns"]}
+    assert untyped == {"inventory__addresses": ["zip"]}
+    assert "not in the types file (inferred from values): inventory__addresses.zip" in " ".join(
+        lake.ingest("status").stdout.split()
+    )
+    declared = CORPUS_TYPES.read_text().replace(
+        "      type: {type: inventory.address_type,",
+        "      zip: {type: character varying(10)}\n      type: {type: inventory.address_type,",
+    )
+    (types_dir / "inventory.yml").write_text(declared)
+    with_zip = next(
+        r
+        for r in read_variant(CORPUS / "precise-noschemas", topic_prefix=lake.topic_prefix)
+        if r.topic.endswith(".addresses") and r.value and b'"zip":"' in r.value
+    )
+    send(lake, with_zip.topic, [with_zip.value], keys=[with_zip.key])
+    lake.ingest("run", "--until-caught-up")
+    status = orjson.loads(lake.ingest("status", "--json").stdout)
+    assert all(not t["untyped_columns"] for t in status["tables"])

@@ -473,6 +473,7 @@ class Ingester:
                 landed.quarantined,
                 landed.schema_changes,
                 landed.newest_source_ts,
+                landed.untyped_columns,
             )
         if self.on_batch is not None:
             self.on_batch(batch, elapsed)

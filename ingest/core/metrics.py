@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
@@ -147,6 +147,13 @@ class IngestMetrics:
             "Lake commits retried because another writer (member) committed first",
             registry=r,
         )
+        self.untyped_columns = Gauge(
+            "cdc_ingest_untyped_columns",
+            "Columns of a table landed with a types file that the file does not type (inferred from values "
+            "until `ingest types pull` runs again), as of its last batch",
+            ["table"],
+            registry=r,
+        )
         self.owned_partitions = Gauge(
             "cdc_ingest_owned_partitions", "Partitions this member owns in the consumer group", registry=r
         )
@@ -183,6 +190,7 @@ class IngestMetrics:
         quarantined: Mapping[str, int],
         schema_changes: Mapping[tuple[str, str], int],
         newest_source_ts: Mapping[str, float],
+        untyped_columns: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """A committed micro-batch: what it held and how long it took to land."""
         self.events.inc(records)
@@ -198,6 +206,8 @@ class IngestMetrics:
             self.quarantined.labels(table).inc(n)
         for (table, change), n in schema_changes.items():
             self.schema_changes.labels(table, change).inc(n)
+        for table, names in (untyped_columns or {}).items():
+            self.untyped_columns.labels(table).set(len(names))
         self.note_source_ts(newest_source_ts)
 
     def note_source_ts(self, newest_source_ts: Mapping[str, float]) -> None:

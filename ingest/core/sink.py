@@ -29,7 +29,7 @@ from ingest.core.decode import RawRecord
 from ingest.core.lake import LAKE, insert_arrow, qualified, quote_ident, quote_literal, scalar
 from ingest.core.logs import event_fields, event_ref, offset_runs
 from ingest.core.rows import ChangeRows
-from ingest.core.typemap import is_widening
+from ingest.core.typemap import is_inferred, is_widening
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,8 @@ class LandingReport:
     quarantined: dict[str, int] = field(default_factory=dict)  # per staging table
     schema_changes: dict[tuple[str, str], int] = field(default_factory=dict)  # (table, change)
     newest_source_ts: dict[str, float] = field(default_factory=dict)  # epoch seconds per table
+    # Per table landed with a types file: the columns it does not type (inferred until it is pulled again).
+    untyped_columns: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -583,6 +585,11 @@ class LakeSink:
                 continue
             old = known["type"]
             if old == column.duckdb_type or self._fits(old, column.duckdb_type, rows.mode):
+                if rows.mode == "declared" and is_inferred(known.get("source_type")) != is_inferred(
+                    column.source_type
+                ):  # the types file was pulled again (or lost a column): the table says so
+                    known["source_type"] = column.source_type
+                    entry.dirty = True
                 continue
             if is_widening(old, column.duckdb_type):
                 alterations.append(("widen", known["name"], old, column.duckdb_type))
@@ -764,6 +771,10 @@ def _landing_report(batch: Batch, pending: _Pending) -> LandingReport:
             newest = max((t for t in times if t is not None), default=None)
             if newest is not None:
                 report.newest_source_ts[table] = newest / 1_000_000
+        declared = [rows for rows in segments if rows.mode == "declared"]
+        if declared:
+            untyped = {n for rows in declared for n, c in rows.columns.items() if is_inferred(c.source_type)}
+            report.untyped_columns[table] = sorted(untyped)
     for record in [d.record for d in batch.dead_letters] + [r for r, _ in pending.dead_letters]:
         report.dead_letters[record.topic] = report.dead_letters.get(record.topic, 0) + 1
     for table, _, _ in pending.quarantine:

@@ -426,35 +426,43 @@ def is_variable_scale_decimal(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"scale", "value"} and isinstance(value["value"], str)
 
 
+INFERRED = " (inferred)"  # ends the source type of a column typed by its values, not by a schema
+
+
+def is_inferred(source_type: str | None) -> bool:
+    """Whether a column's source type says it was inferred from values (no schema, no types file typed it)."""
+    return source_type is not None and source_type.endswith(INFERRED)
+
+
 def infer_column(name: str, value: Any) -> ColumnType | None:
     """The type a schemaless value implies; None while only nulls have been seen."""
     if value is None:
         return None
     if isinstance(value, bool):
-        return ColumnType(name, "BOOLEAN", pa.bool_(), "boolean (inferred)", convert=_inferred_bool)
+        return ColumnType(name, "BOOLEAN", pa.bool_(), "boolean" + INFERRED, convert=_inferred_bool)
     if isinstance(value, int):
-        return ColumnType(name, "BIGINT", pa.int64(), "integer (inferred)", convert=_inferred_int)
+        return ColumnType(name, "BIGINT", pa.int64(), "integer" + INFERRED, convert=_inferred_int)
     if isinstance(value, float):
-        return ColumnType(name, "DOUBLE", pa.float64(), "number (inferred)", convert=_inferred_float)
+        return ColumnType(name, "DOUBLE", pa.float64(), "number" + INFERRED, convert=_inferred_float)
     if isinstance(value, str) and value in SPECIAL_FLOATS:
         # Jackson writes float NaN and the infinities as strings; a text column holding only these is rare.
-        return ColumnType(name, "DOUBLE", pa.float64(), "number (inferred)", convert=_inferred_float)
+        return ColumnType(name, "DOUBLE", pa.float64(), "number" + INFERRED, convert=_inferred_float)
     if isinstance(value, str):
         # Raw text: without the schema a base64 decimal or a special float cannot be told from text.
-        return ColumnType(name, "VARCHAR", pa.string(), "string (inferred)", convert=_inferred_text)
+        return ColumnType(name, "VARCHAR", pa.string(), "string" + INFERRED, convert=_inferred_text)
     if is_variable_scale_decimal(value):
         return ColumnType(
             name,
             "VARCHAR",
             pa.string(),
-            "VariableScaleDecimal (inferred)",
+            "VariableScaleDecimal" + INFERRED,
             convert=variable_scale_decimal_text,
         )
     return ColumnType(
         name,
         "JSON",
         pa.string(),
-        f"{type(value).__name__} (inferred)",
+        type(value).__name__ + INFERRED,
         convert=json_text,
         sql="cast({} as json)",
     )

@@ -36,6 +36,7 @@ from ingest.core import contract
 from ingest.core.config import IngestSettings
 from ingest.core.lake import LAKE, quote_ident, quote_literal
 from ingest.core.logs import scrub
+from ingest.core.typemap import is_inferred
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,9 @@ def _tables(con: duckdb.DuckDBPyConnection, existing: set[str], now: datetime) -
     if "_cdc_tables" not in existing:
         return []
     tables = _rows(
-        con, "select table_name, topic, quarantined from lake.staging._cdc_tables order by table_name"
+        con,
+        "select table_name, topic, quarantined, schema_mode, columns from lake.staging._cdc_tables "
+        "order by table_name",
     )
     present = [t for t in tables if t["table_name"] in existing]
     if present:
@@ -196,6 +199,13 @@ def _tables(con: duckdb.DuckDBPyConnection, existing: set[str], now: datetime) -
     else:
         newest = {}
     for table in tables:
+        columns = json.loads(table.pop("columns") or "[]")
+        # a column the types file does not type was inferred from values: pull the file again
+        table["untyped_columns"] = (
+            [c["name"] for c in columns if is_inferred(c.get("source_type"))]
+            if table.pop("schema_mode") == "declared"
+            else []
+        )
         found = newest.get(table["table_name"], {})
         table["rows"] = found.get("row_count", 0)
         table["newest_source_ts"] = found.get("newest")
@@ -420,6 +430,14 @@ def _when(ts: datetime | None, now: datetime) -> str:
     return f"{ts.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({_ago((now - ts).total_seconds())} ago)"
 
 
+def _table_state(table: dict[str, Any]) -> str:
+    if table["quarantined"]:
+        return f"[red]quarantined: {table['quarantined']}[/]"
+    if table["untyped_columns"]:
+        return f"[yellow]{len(table['untyped_columns'])} columns not in the types file[/]"
+    return "[green]ok[/]"
+
+
 def render(status: dict[str, Any], console: Any) -> None:
     """Print the status on one screen with rich."""
     from rich.table import Table
@@ -509,9 +527,16 @@ def render(status: dict[str, Any], console: Any) -> None:
             if t["newest_source_ts"] is None
             else f"{t['newest_source_ts'].astimezone(UTC):%Y-%m-%d %H:%M:%S}",
             _ago(t["freshness_s"]),
-            f"[red]quarantined: {t['quarantined']}[/]" if t["quarantined"] else "[green]ok[/]",
+            _table_state(t),
         )
     console.print(tables)
+    untyped = [f"{t['table_name']}.{c}" for t in status["tables"] for c in t["untyped_columns"]]
+    if untyped:
+        console.print(
+            f"[yellow]not in the types file[/] (inferred from values): {', '.join(untyped)}; run "
+            "`ingest types pull` again and commit the file",
+            highlight=False,
+        )
 
     for key, label in (("dead_letters", "dead letters"), ("quarantine", "quarantined events")):
         info = status[key]
