@@ -121,6 +121,58 @@ def test_a_keyless_table_gets_a_multiset_current_state_and_a_note():
     assert any("no primary key" in note and "multiset" in note for note in plan.notes)
 
 
+def test_contracts_come_from_the_types_file_where_it_lists_the_table(tmp_path):
+    """A table landed without schemas (inferred types) gets the source's types, in the source's order, and
+    what the file knows besides: the epoch unit of a timestamp(3), enum labels (warning), not null; a staging
+    column the file does not list keeps staging's type."""
+    from ingest.core.source_types import parse_types_file
+
+    inferred = StagingTable(
+        "shop__gadgets",
+        "dbserver1.shop.gadgets",
+        "shop",
+        "gadgets",
+        ("id",),
+        (
+            {"name": "id", "type": "BIGINT", "source_type": "integer (inferred)"},
+            {"name": "made_on", "type": "BIGINT", "source_type": "integer (inferred)"},
+            {"name": "seen_at", "type": "BIGINT", "source_type": "integer (inferred)"},
+            {"name": "extra", "type": "VARCHAR", "source_type": "string (inferred)"},
+        ),
+        "inferred",
+    )
+    types = parse_types_file(
+        "schema: shop\ntables:\n  gadgets:\n    primary_key: [id]\n    columns:\n"
+        "      id: {type: integer, not_null: true}\n"
+        "      price: {type: 'numeric(12,2)'}\n"
+        "      made_on: {type: date}\n"
+        "      seen_at: {type: timestamp(3) without time zone}\n"
+        "      mood: {type: shop.mood, enum: [sad, ok]}\n",
+        "shop.yml",
+    )
+    (plan,), _ = plan_project(tmp_path, [inferred], [types])
+    current, history = yaml.safe_load(files(plan)["models/curated/shop/shop__gadgets.yml"])["models"]
+    columns = {c["name"]: c for c in current["columns"] if not c["name"].startswith("_")}
+    assert list(columns) == ["id", "price", "made_on", "seen_at", "mood", "extra"]
+    assert {n: c["data_type"] for n, c in columns.items()} == {
+        "id": "integer",
+        "price": "decimal(12,2)",
+        "made_on": "date",
+        "seen_at": "timestamp",
+        "mood": "varchar",
+        "extra": "varchar",
+    }
+    assert columns["seen_at"]["meta"] == {"epoch_unit": "ms"} and "meta" not in columns["made_on"]
+    assert columns["mood"]["data_tests"] == [
+        {"accepted_values": {"arguments": {"values": ["sad", "ok"]}, "config": {"severity": "warn"}}}
+    ]
+    assert "source type numeric(12,2)." in columns["price"]["description"]
+    assert "source type integer, not null" in columns["id"]["description"]
+    history_columns = {c["name"]: c for c in history["columns"]}
+    assert "data_tests" not in history_columns["mood"]  # a history keeps every version, checked or not
+    assert any("types file; not typed by it (staging's types): extra" in n for n in plan.notes)
+
+
 def test_a_composite_key_is_passed_as_a_list():
     table = StagingTable("s__t", "p.s.t", "s", "t", ("a", "b"), WIDGETS.columns[:2], "connect")
     assert "key=['a', 'b']" in render_history_sql(table)
@@ -252,6 +304,14 @@ def test_scaffold_then_dbt_build_curates_a_new_table(lake, tmp_path):
         (shutil.copytree if source.is_dir() else shutil.copy)(source, project / name)
     shutil.copy(REPO / "profiles" / "profiles.yml", project / "profiles.yml")
     ingest = [sys.executable, "-m", "ingest.cli", "scaffold", "--project-dir", str(project)]
+    # The keyless table's contract comes from a types file: its order, an enum column staging lacks so far.
+    types_dir = tmp_path / "types"
+    types_dir.mkdir()
+    (types_dir / "shop.yml").write_text(
+        "schema: shop\ntables:\n  events:\n    columns:\n      what: {type: text, not_null: true}\n"
+        "      kind: {type: shop.kind, enum: [tick, tock]}\n"
+    )
+    lake.env["INGEST_TYPES_DIR"] = str(types_dir)
 
     first = run(ingest, lake, REPO)
     assert first.returncode == 0, first.stderr
@@ -260,6 +320,9 @@ def test_scaffold_then_dbt_build_curates_a_new_table(lake, tmp_path):
     assert "wrote tests/reconciliation/reconcile_shop__widgets.sql" in first.stdout
     assert "shop.events has no primary key: its current state is a multiset" in first.stdout
     assert "wrote models/curated/shop/shop__events.sql" in first.stdout
+    assert "shop.events: contract types from the types file" in first.stdout
+    events_yaml = (project / "models" / "curated" / "shop" / "shop__events.yml").read_text()
+    assert "accepted_values" in events_yaml and "source type shop.kind" in events_yaml
     before = (project / "models" / "curated" / "shop" / "shop__widgets.yml").read_text()
 
     again = run([*ingest, "--table", "shop.widgets"], lake, REPO)

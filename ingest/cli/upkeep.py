@@ -10,6 +10,7 @@ import typer
 
 from ingest.cli.app import LogFormat, TargetOption, app, fail, open_lake, settings_for, setup_logging
 from ingest.cli.errors import lake_hint
+from ingest.core.source_types import TypesFileError, load_types_files
 
 
 @app.command()
@@ -35,7 +36,11 @@ def scaffold(
         con.close()
     if table is not None and not tables:
         fail(f'no staging table for {table} (see `ingest sql "select * from staging._cdc_tables"`)')
-    plans, skipped = sc.plan_project(project, tables)
+    try:
+        types_files = load_types_files(settings.path(settings.types_dir))
+    except TypesFileError as error:
+        fail(str(error))
+    plans, skipped = sc.plan_project(project, tables, types_files)
     for name in skipped:
         typer.echo(f"{name}: has models already, left alone")
     for plan in plans:

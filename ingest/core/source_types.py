@@ -273,9 +273,13 @@ def source_types_of(files: Iterable[TypesFile]) -> SourceTypes:
     )
 
 
-def load_source_types(directory: Path) -> SourceTypes:
-    """Every `*.yml` under `directory` (none, or no directory: an empty SourceTypes)."""
+def load_types_files(directory: Path) -> list[TypesFile]:
+    """Every `*.yml` under `directory`, validated (none, or no directory: [])."""
     if not directory.is_dir():
-        return SourceTypes()
-    paths = sorted(directory.glob("*.yml"))
-    return source_types_of(parse_types_file(path.read_text(), str(path)) for path in paths)
+        return []
+    return [parse_types_file(path.read_text(), str(path)) for path in sorted(directory.glob("*.yml"))]
+
+
+def load_source_types(directory: Path) -> SourceTypes:
+    """The column types of every types file under `directory`."""
+    return source_types_of(load_types_files(directory))

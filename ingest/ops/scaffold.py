@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ import orjson
 import yaml
 
 from ingest.core import contract
+from ingest.core.source_types import TypesFile, table_types
+from ingest.core.typemap import ColumnType
 
 # The contract type of a staging type where the two differ (DuckDB's long names, types the lake cannot keep).
 _TYPE_ALIASES = {
@@ -75,6 +77,43 @@ VERSION_POSITION = ("_cdc_batch_id", "_cdc_kafka_partition", "_cdc_kafka_offset"
 _STAGING_METADATA = [(column.name, column.meaning) for column in contract.STAGING_METADATA]
 
 
+# The unit of the epoch number a declared temporal column arrives as without a schema (`meta.epoch_unit`;
+# microseconds need none).
+_EPOCH_UNITS = {
+    "io.debezium.time.Timestamp": "ms",
+    "io.debezium.time.NanoTimestamp": "ns",
+    "io.debezium.time.Time": "ms",
+    "io.debezium.time.NanoTime": "ns",
+}
+_INTEGER_TYPES = {"tinyint", "smallint", "integer", "bigint", "hugeint"}
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    """A column as the types file (`profiles/types/`) declares it."""
+
+    name: str
+    source_type: str  # the source's own type name, e.g. numeric(12,2)
+    not_null: bool
+    enum: tuple[str, ...] | None
+    landed: ColumnType | None  # how the ingester types it without a schema; None: a type it does not know
+
+
+def declared_columns(files: Iterable[TypesFile]) -> dict[tuple[str, str], tuple[SourceColumn, ...]]:
+    """Per (source schema, table) of the types files, its columns in the source's order."""
+    declared = {}
+    for types in files:
+        for name, table in types.tables.items():
+            landed = table_types(types.schema_name, name, table, types.connector).columns
+            declared[(types.schema_name, name)] = tuple(
+                SourceColumn(
+                    column, d.type, d.not_null, tuple(d.enum) if d.enum else None, landed.get(column)
+                )
+                for column, d in table.columns.items()
+            )
+    return declared
+
+
 @dataclass(frozen=True)
 class StagingTable:
     """One row of `staging._cdc_tables`."""
@@ -85,7 +124,8 @@ class StagingTable:
     source_table: str
     primary_key: tuple[str, ...]
     columns: tuple[dict[str, Any], ...]  # {name, type, source_type, optional}
-    schema_mode: str  # connect | inferred
+    schema_mode: str  # connect | declared | inferred
+    declared: tuple[SourceColumn, ...] | None = None  # the types file's columns, when it lists the table
 
     @classmethod
     def from_row(cls, row: tuple) -> StagingTable:
@@ -152,19 +192,47 @@ def _bookkeeping_entries(spec: list[tuple]) -> list[dict[str, Any]]:
 
 
 def _source_entries(table: StagingTable, *, current: bool) -> list[dict[str, Any]]:
+    """The source columns of a contract: the types file's (its types, in the source's order) where it lists
+    the table, then the staging table's others (all of them without a file), typed as staging is."""
+    declared = {c.name: c for c in table.declared or ()}
+    staged = {c["name"]: c for c in table.columns}
     entries = []
-    for column in table.columns:
-        entry: dict[str, Any] = {
-            "name": column["name"],
-            "description": _column_description(table, column),
-            "data_type": contract_type(column["type"]),
-        }
-        if column["name"] in table.primary_key:
+    for name in [*declared, *(n for n in staged if n not in declared)]:
+        entry: dict[str, Any] = {"name": name}
+        source = declared.get(name)
+        staging_type = staged[name]["type"] if name in staged else None
+        if source is not None and source.landed is not None:
+            entry["data_type"] = contract_type(source.landed.duckdb_type)
+            entry["description"] = _declared_description(table, source)
+            unit = _EPOCH_UNITS.get(source.landed.source_type)
+            if unit and staging_type is not None and staging_type.lower() in _INTEGER_TYPES:
+                entry["meta"] = {"epoch_unit": unit}  # landed inferred: the epoch number as sent
+        else:
+            entry["data_type"] = contract_type(staging_type or "varchar")
+            entry["description"] = _column_description(table, staged.get(name, {"name": name}))
+        tests: list[Any] = []
+        if name in table.primary_key:
             entry["constraints"] = [{"type": "not_null"}]
             if current and len(table.primary_key) == 1:
-                entry["data_tests"] = ["unique"]
+                tests.append("unique")
+        if current and source is not None and source.enum:
+            # a label added to the type later warns until the file is pulled again
+            values = list(source.enum)
+            tests.append(
+                {"accepted_values": {"arguments": {"values": values}, "config": {"severity": "warn"}}}
+            )
+        if tests:
+            entry["data_tests"] = tests
         entries.append(entry)
     return entries
+
+
+def _declared_description(table: StagingTable, column: SourceColumn) -> str:
+    role = " (primary key)" if column.name in table.primary_key else ""
+    not_null = ", not null" if column.not_null else ""
+    return (
+        f"Source column {table.source_name}.{column.name}{role}; source type {column.source_type}{not_null}."
+    )
 
 
 class _IndentedDumper(yaml.SafeDumper):
@@ -345,7 +413,13 @@ def plan_table(table: StagingTable, *, declare_source: bool) -> TablePlan:
             "see docs/dbt.md"
         )
     plan.files.append(PlannedFile(folder / f"{name}.yml", render_models_yaml(table)))
-    if table.schema_mode == "inferred":
+    if table.declared is not None:
+        untyped = sorted({c["name"] for c in table.columns} - {c.name for c in table.declared if c.landed})
+        plan.notes.append(
+            f"{table.source_name}: contract types from the types file"
+            + (f"; not typed by it (staging's types): {', '.join(untyped)}" if untyped else "")
+        )
+    elif table.schema_mode == "inferred":
         plan.notes.append(
             f"{table.source_name} landed without Kafka Connect schemas: its column types were inferred from "
             "values (dates arrive as epoch days, timestamps as epoch microseconds, precise decimals as "
@@ -391,14 +465,21 @@ def read_staging_tables(con: Any, only: str | None = None) -> list[StagingTable]
     return tables
 
 
-def plan_project(project_dir: Path, tables: Iterable[StagingTable]) -> tuple[list[TablePlan], list[str]]:
-    """Plans for the tables without models, and the names of those skipped because they have some."""
+def plan_project(
+    project_dir: Path,
+    tables: Iterable[StagingTable],
+    types_files: Iterable[TypesFile] = (),
+) -> tuple[list[TablePlan], list[str]]:
+    """Plans for the tables without models (contracts from the types files where they list the table), and
+    the names of those skipped because they have some."""
     sources = declared_sources(project_dir)
+    declared = declared_columns(types_files)
     plans, skipped = [], []
     for table in tables:
         if has_models(project_dir, table.table_name):
             skipped.append(table.table_name)
             continue
+        table = replace(table, declared=declared.get((table.source_schema, table.source_table)))
         plans.append(plan_table(table, declare_source=table.table_name not in sources))
     return plans, skipped
 
