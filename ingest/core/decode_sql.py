@@ -190,7 +190,6 @@ class _Input:
                 "o": pa.array(chunk.offsets, pa.int64()),
                 "ts": pa.array([t if kind else None for kind, t in timestamps], pa.int64()),
                 "n": pa.array(range(len(messages)), pa.int64()),
-                # keyless: an update's before image must land too, which only the Python decoder does
                 "k": pa.array([m.key() is None for m in messages], pa.bool_()),
             }
         )
@@ -399,9 +398,8 @@ class BulkDecoder:
             parsed as (
                 select
                     n, p, o, ts,
-                    prefix_ok and not regexp_matches(s, {_literal(_TRAILING_COMMA)})
-                    and not (k and json_type(s, '/before') = 'OBJECT' and json_extract_string(s, '/op') = 'u')
-                    as clean,
+                    prefix_ok and not regexp_matches(s, {_literal(_TRAILING_COMMA)}) as clean,
+                    k,
                     -- no float anywhere (NaN, Infinity): every key of envelope, source and images is typed;
                     -- a missing path is left out (see _Plan.split_types)
                     array_to_string(json_type(s, [{paths}]), ',') as types,
@@ -416,7 +414,9 @@ class BulkDecoder:
                 types as _bulk_types,
                 -- every row has the first record's keys (json_keys lists duplicates too)
                 coalesce(
-                    clean and keys[1] = {top_keys} and keys[2] = {source_keys}
+                    -- an update of a keyless table: its before image must land too, which only Python does
+                    clean and not (k and e.op = 'u' and json_type(e.before) = 'OBJECT')
+                    and keys[1] = {top_keys} and keys[2] = {source_keys}
                     and keys[3] in ([], {image_keys}) and keys[4] in ([], {image_keys})
                     and (keys[5] in ([], {transaction_keys}) or (keys[5] is null and {no_transaction})),
                     false
