@@ -415,7 +415,8 @@ class BulkDecoder:
                 -- every row has the first record's keys (json_keys lists duplicates too)
                 coalesce(
                     -- an update of a keyless table: its before image must land too, which only Python does
-                    clean and not (k and e.op = 'u' and json_type(e.before) = 'OBJECT')
+                    clean
+                    and not case when k then e.op = 'u' and json_type(e.before) = 'OBJECT' else false end
                     and keys[1] = {top_keys} and keys[2] = {source_keys}
                     and keys[3] in ([], {image_keys}) and keys[4] in ([], {image_keys})
                     and (keys[5] in ([], {transaction_keys}) or (keys[5] is null and {no_transaction})),
