@@ -16,8 +16,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import EnvSettingsSource, SettingsError
+
+from ingest.core.naming import TableNaming
 
 ENV_PREFIX = "INGEST_"
 SECRET_KEY_PATTERN = re.compile(r"(password|secret|token|private|credential|sasl\.oauthbearer\.config)", re.I)
@@ -102,6 +112,14 @@ class IngestSettings(BaseModel):
     group_id: str = Field("cdc-ingest", description="consumer group, used only to report lag to the broker")
     skip_heartbeats: bool = True
     skip_schema_changes: bool = True
+    staging_table: str = Field(
+        "{schema}__{table}",
+        description="staging table of a topic <server>.<schema>.<table>: a template of {server}, {schema}, "
+        "{table} ({server}__{schema}__{table} keeps sources with one schema name apart)",
+    )
+    staging_tables: dict[str, str] = Field(
+        default_factory=dict, description="staging table per topic, where the template does not fit"
+    )
     types_dir: str = Field(
         "profiles/types", description="types files (`ingest types pull`) for events without Connect schemas"
     )
@@ -118,6 +136,11 @@ class IngestSettings(BaseModel):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
+
+    @model_validator(mode="after")
+    def _staging_names(self) -> IngestSettings:
+        TableNaming(self.staging_table, self.staging_tables)  # ValueError: the rule it breaks
+        return self
 
     def path(self, value: str) -> Path:
         """A configured path, relative to the project directory unless absolute."""

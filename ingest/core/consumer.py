@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from ingest.core.batch import Batch
 from ingest.core.config import IngestSettings
-from ingest.core.decode import DeadLetter, Decoder, position, to_record
+from ingest.core.decode import DeadLetter, Decoder, TableNaming, colliding_topics, position, to_record
 from ingest.core.decode_sql import BulkDecoder, Chunk
 from ingest.core.flush import Flush, FlushPolicy, FlushState
 from ingest.core.logs import OffsetRuns, event_fields, event_ref
@@ -87,7 +87,13 @@ def decoder_for(settings: IngestSettings) -> Decoder:
         settings.skip_heartbeats,
         settings.skip_schema_changes,
         load_source_types(settings.path(settings.types_dir)),
+        table_naming(settings),
     )
+
+
+def table_naming(settings: IngestSettings) -> TableNaming:
+    """The staging table of each topic, as the settings name it (ValueError for a template that cannot)."""
+    return TableNaming(settings.staging_table, settings.staging_tables)
 
 
 def consumer_config(settings: IngestSettings) -> dict[str, str | bool | int]:
@@ -556,6 +562,14 @@ class Ingester:
             raise IngestError(
                 f"topics {missing} have data landed in the lake but do not exist on the broker "
                 f"{self.settings.kafka.bootstrap_servers}. " + self._lost_topics_advice()
+            )
+        landed = {table: entry.topic for table, entry in self.sink.state.tables.items()}
+        collisions = colliding_topics(matched, self.decoder.naming, landed)
+        if collisions:
+            table, topics = next(iter(collisions.items()))
+            raise IngestError(
+                f"topics {', '.join(topics)} would all land in staging.{table}: set staging_table to "
+                "'{server}__{schema}__{table}' (or name them apart in staging_tables) in profiles/ingest.yml"
             )
         if self.share_partitions:
             if matched and matched != self._subscribed:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast, overload
 
@@ -31,6 +31,7 @@ from ingest.core.envelope import (
     LogicalMessage,
     TransactionEvent,
 )
+from ingest.core.naming import TableNaming
 from ingest.core.plain import CHANGE_OPS
 from ingest.core.source_types import SourceTypes, TableTypes
 from ingest.core.typemap import (
@@ -254,7 +255,7 @@ def _fast_change(payload: dict[str, Any]) -> _Change | None:
     )
 
 
-def classify_topic(topic: str) -> TopicKind:
+def classify_topic(topic: str, naming: TableNaming | None = None) -> TopicKind:
     """Debezium's topic naming: `<prefix>.<schema>.<table>` for data, `<prefix>.transaction`,
     `<prefix>.message`, `__debezium-heartbeat.<prefix>`, and `<prefix>` alone for schema changes."""
     if topic.startswith("__debezium-heartbeat"):
@@ -264,7 +265,20 @@ def classify_topic(topic: str) -> TopicKind:
         return TopicKind("schema_change")
     if len(parts) == 2 and parts[1] in ("transaction", "message"):
         return TopicKind(parts[1])
-    return TopicKind("data", "__".join(parts[1:]))
+    return TopicKind("data", (naming or TableNaming()).table_of(topic))
+
+
+def colliding_topics(
+    topics: Iterable[str], naming: TableNaming, landed: Mapping[str, str] | None = None
+) -> dict[str, list[str]]:
+    """The staging tables that more than one data topic would land in, with those topics: of `topics`, and
+    of `landed` (staging table -> the topic it holds already)."""
+    by_table: dict[str, set[str]] = {table: {topic} for table, topic in (landed or {}).items()}
+    for topic in topics:
+        kind = classify_topic(topic, naming)
+        if kind.kind == "data" and kind.table is not None:
+            by_table.setdefault(kind.table, set()).add(topic)
+    return {table: sorted(found) for table, found in sorted(by_table.items()) if len(found) > 1}
 
 
 def _is_unavailable(value: Any) -> bool:
@@ -305,9 +319,11 @@ class Decoder:
         skip_heartbeats: bool = True,
         skip_schema_changes: bool = True,
         source_types: SourceTypes | None = None,
+        naming: TableNaming | None = None,
     ) -> None:
         self.skip_heartbeats = skip_heartbeats
         self.skip_schema_changes = skip_schema_changes
+        self.naming = naming or TableNaming()
         # The types file's columns, for events without a Connect schema (source_types.py).
         self.source_types = source_types or SourceTypes()
         self._declared_schemas: dict[tuple[str, str, tuple[str, ...], TableSchema | None], TableSchema] = {}
@@ -480,7 +496,7 @@ class Decoder:
         if kind is None:
             if len(self._topic_kinds) >= _MAX_CACHED_SCHEMAS:
                 self._topic_kinds.clear()
-            kind = self._topic_kinds[topic] = classify_topic(topic)
+            kind = self._topic_kinds[topic] = classify_topic(topic, self.naming)
         return kind
 
     def _inferred(self, image: dict[str, Any]) -> tuple[TableSchema, dict[str, Any], list[str]]:

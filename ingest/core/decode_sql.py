@@ -216,7 +216,9 @@ class BulkDecoder:
         self.min_events = min_events
         # Signatures are checked by decoding a row with a decoder of their own, so that the main decoder's
         # state (table versions, hence key columns) moves only with what is landed.
-        self._probe = Decoder(decoder.skip_heartbeats, decoder.skip_schema_changes, decoder.source_types)
+        self._probe = Decoder(
+            decoder.skip_heartbeats, decoder.skip_schema_changes, decoder.source_types, decoder.naming
+        )
         self._con = duckdb.connect(
             config={
                 "threads": threads,

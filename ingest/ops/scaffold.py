@@ -131,13 +131,13 @@ class StagingTable:
     def from_row(cls, row: tuple) -> StagingTable:
         name, topic, schema, table, key, columns, mode = row
         parsed = orjson.loads(columns) if isinstance(columns, str | bytes) else columns
-        # the staging name is <schema>__<table> of the topic; the event's source block may lack them
-        topic_schema, _, topic_table = name.partition("__")
+        # the event's source block may lack them: the topic <server>.<schema>.<table> has them
+        parts = topic.split(".")
         return cls(
             name,
             topic,
-            schema or topic_schema,
-            table or topic_table or name,
+            schema or "__".join(parts[1:-1]) or parts[0],
+            table or parts[-1],
             tuple(key or ()),
             tuple(parsed or ()),
             mode or "connect",
