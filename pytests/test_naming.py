@@ -39,12 +39,6 @@ def test_two_topics_landing_in_one_table_collide():
         "inventory__customers": ["dbserver1.inventory.customers", "otherdb.inventory.customers"]
     }
     assert colliding_topics(topics, TableNaming("{server}__{schema}__{table}")) == {}
-    # a topic whose table already holds another topic's rows
-    landed = {"inventory__orders": "dbserver1.inventory.orders"}
-    assert colliding_topics(["otherdb.inventory.orders"], TableNaming(), landed) == {
-        "inventory__orders": ["dbserver1.inventory.orders", "otherdb.inventory.orders"]
-    }
-    assert colliding_topics(["dbserver1.inventory.orders"], TableNaming(), landed) == {}
 
 
 @pytest.mark.integration
@@ -77,3 +71,18 @@ def test_two_sources_with_one_schema_land_side_by_side_with_the_template_and_col
         table = f"lake.staging.{server}__inventory__customers"
         assert lake.query(f"select count(*), count(distinct _kafka_topic) from {table}") == [(sent, 1)]
     assert lake.query("select count(*) from lake.staging._cdc_tables") == [(2,)]
+
+
+def test_rows_of_another_source_table_never_land_in_a_table_another_topic_holds():
+    from ingest.core.rows import Origin
+    from ingest.core.sink import TableEntry, other_source
+
+    entry = TableEntry(
+        "inventory__customers", "a.inventory.customers", "inventory", "customers", ["id"], {}, "connect"
+    )
+    assert other_source(entry, Origin("a.inventory.customers", "inventory", "customers")) is None
+    # the same source table under a new topic (re-created by another name) continues it
+    assert other_source(entry, Origin("b.inventory.customers", "inventory", "customers")) is None
+    reason = other_source(entry, Origin("b.inventory.orders", "inventory", "orders"))
+    assert reason is not None and "rows of inventory.orders (topic b.inventory.orders)" in reason
+    assert "which holds inventory.customers (topic a.inventory.customers)" in reason

@@ -163,6 +163,7 @@ def test_contracts_come_from_the_types_file_where_it_lists_the_table(tmp_path):
         "extra": "varchar",
     }
     assert columns["seen_at"]["meta"] == {"epoch_unit": "ms"} and "meta" not in columns["made_on"]
+    assert columns["price"]["meta"] == {"cdc_arrives_later": True}  # declared, not landed yet
     assert columns["mood"]["data_tests"] == [
         {"accepted_values": {"arguments": {"values": ["sad", "ok"]}, "config": {"severity": "warn"}}}
     ]
@@ -204,7 +205,13 @@ def test_existing_models_sources_and_files_are_never_overwritten(tmp_path):
             ),
         ],
     )
-    assert skipped == ["inventory__orders"] and [p.table.table_name for p in plans] == ["shop__widgets"]
+    assert [s.table_name for s in skipped] == ["inventory__orders"]
+    assert [p.table.table_name for p in plans] == ["shop__widgets"]
+    # the demo's orders model does not describe this table (the widgets' columns): scaffold says so
+    (orders,) = skipped
+    assert orders.mismatch is not None and "claimed by model inventory__orders__history" in orders.mismatch
+    assert "lacks staging's made_at, price, warranty" in orders.mismatch
+    assert "has order_date, product_id, purchaser, quantity, which staging has never had" in orders.mismatch
     assert "inventory__orders" in declared_sources(REPO)
     # an existing file stays as it was
     plan = plan_table(WIDGETS, declare_source=True)

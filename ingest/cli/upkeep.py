@@ -41,8 +41,10 @@ def scaffold(
     except TypesFileError as error:
         fail(str(error))
     plans, skipped = sc.plan_project(project, tables, types_files)
-    for name in skipped:
-        typer.echo(f"{name}: has models already, left alone")
+    for left in skipped:
+        typer.echo(f"{left.table_name}: has models already, left alone")
+        if left.mismatch:
+            typer.secho(f"note: {left.mismatch}", fg=typer.colors.YELLOW)
     for plan in plans:
         for path in sc.write_plan(project, plan):
             typer.echo(f"wrote {path}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast, overload
 
@@ -268,12 +268,9 @@ def classify_topic(topic: str, naming: TableNaming | None = None) -> TopicKind:
     return TopicKind("data", (naming or TableNaming()).table_of(topic))
 
 
-def colliding_topics(
-    topics: Iterable[str], naming: TableNaming, landed: Mapping[str, str] | None = None
-) -> dict[str, list[str]]:
-    """The staging tables that more than one data topic would land in, with those topics: of `topics`, and
-    of `landed` (staging table -> the topic it holds already)."""
-    by_table: dict[str, set[str]] = {table: {topic} for table, topic in (landed or {}).items()}
+def colliding_topics(topics: Iterable[str], naming: TableNaming) -> dict[str, list[str]]:
+    """The staging tables that more than one of `topics` would land in, with those topics."""
+    by_table: dict[str, set[str]] = {}
     for topic in topics:
         kind = classify_topic(topic, naming)
         if kind.kind == "data" and kind.table is not None:

@@ -3,8 +3,9 @@
 A Debezium data topic is `<server>.<schema>.<table>` (the connector's topic prefix, then the source's
 schema or database, then the table; SQL Server's has `<database>.<schema>` in the middle). The default name
 `<schema>__<table>` leaves the server out; sources that share schema and table names (two databases, shards)
-need `{server}__{schema}__{table}`, and the ingester refuses to start while two topics would share a table
-(`consumer.Ingester`, `colliding_topics` in decode.py).
+need `{server}__{schema}__{table}`: the ingester refuses to start while two topics it matches would share a
+table (`colliding_topics` in decode.py), and the sink keeps rows of another source table out of a table
+another topic holds (`sink.other_source`).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from ingest.core.config import LakeSettings
 from ingest.core.decode import RawRecord
 from ingest.core.lake import LAKE, insert_arrow, qualified, quote_ident, quote_literal, scalar
 from ingest.core.logs import event_fields, event_ref, offset_runs
-from ingest.core.rows import ChangeRows
+from ingest.core.rows import ChangeRows, Origin
 from ingest.core.typemap import is_inferred, is_widening
 
 log = logging.getLogger(__name__)
@@ -506,6 +506,9 @@ class LakeSink:
                 (table, record, f"table is quarantined: {entry.quarantined}") for record in rows.records
             )
             return
+        if entry is not None and (other := other_source(entry, rows.origin)) is not None:
+            pending.quarantine.extend((table, record, other) for record in rows.records)
+            return
         if entry is None:
             entry = self._create_table(con, state, pending, table, rows)
         else:
@@ -735,6 +738,22 @@ class LakeSink:
     ) -> None:
         """Insert into this sink's copy of a bookkeeping table; SQL fills what the contract says it fills."""
         insert_arrow(con, self.bookkeeping(table.qualified), arrow, casts=casts, extra=table.at_insert)
+
+
+def other_source(entry: TableEntry, origin: Origin) -> str | None:
+    """Why rows of `origin` must not land in the staging table of `entry`: they come from another topic
+    and another source table. Another topic of the same source table continues it (a topic re-created under
+    a new name)."""
+    theirs = (origin.source_schema, origin.source_table)
+    ours = (entry.source_schema, entry.source_table)
+    if origin.topic == entry.topic or None in theirs or None in ours or theirs == ours:
+        return None
+    theirs_text, ours_text = ".".join(map(str, theirs)), ".".join(map(str, ours))
+    return (
+        f"rows of {theirs_text} (topic {origin.topic}) would land in staging.{entry.table_name}, which "
+        f"holds {ours_text} (topic {entry.topic}): name them apart with staging_table "
+        "'{server}__{schema}__{table}' or staging_tables (docs/staging-contract.md)"
+    )
 
 
 def _before_image_sql(entry: TableEntry, rows: ChangeRows) -> str:

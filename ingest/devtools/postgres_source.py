@@ -188,13 +188,17 @@ class SourcePostgres:
         log.info("source PostgreSQL (%s) on 127.0.0.1:%d", self.bin_dir, self.port)
 
     def stop(self) -> None:
-        if not (self.pgdata / "postmaster.pid").exists():
+        pid_file = self.pgdata / "postmaster.pid"
+        if not pid_file.exists():
             return
+        if self._user is not None:
+            # pytest resets its base directory to 0700 when another session starts: allow it again
+            _allow_traversal(self.pgdata.parent)
         try:
             self._run("pg_ctl", "-w", "-t", "30", "-m", "fast", "-D", str(self.pgdata), "stop")
         except (SourceError, subprocess.TimeoutExpired):
-            pid = int((self.pgdata / "postmaster.pid").read_text().split()[0])
-            _terminate(pid, kill_after_s=5)
+            with contextlib.suppress(FileNotFoundError):
+                _terminate(int(pid_file.read_text().split()[0]), kill_after_s=5)
 
     def psql(self, database: str = DATABASE, sql: str | None = None, file: Path | None = None) -> str:
         args = ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database, "-X", "-q"]

@@ -204,9 +204,14 @@ def _source_entries(table: StagingTable, *, current: bool) -> list[dict[str, Any
         if source is not None and source.landed is not None:
             entry["data_type"] = contract_type(source.landed.duckdb_type)
             entry["description"] = _declared_description(table, source)
+            meta: dict[str, Any] = {}
             unit = _EPOCH_UNITS.get(source.landed.source_type)
             if unit and staging_type is not None and staging_type.lower() in _INTEGER_TYPES:
-                entry["meta"] = {"epoch_unit": unit}  # landed inferred: the epoch number as sent
+                meta["epoch_unit"] = unit  # landed inferred: the epoch number as sent
+            if staging_type is None:
+                meta["cdc_arrives_later"] = True  # in the source, no event has brought it yet
+            if meta:
+                entry["meta"] = meta
         else:
             entry["data_type"] = contract_type(staging_type or "varchar")
             entry["description"] = _column_description(table, staged.get(name, {"name": name}))
@@ -465,19 +470,63 @@ def read_staging_tables(con: Any, only: str | None = None) -> list[StagingTable]
     return tables
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A staging table that has models already; `mismatch` says how their contract differs from it."""
+
+    table_name: str
+    mismatch: str | None = None
+
+
+def contract_of(project_dir: Path, model_name: str) -> tuple[Path, dict[str, str]] | None:
+    """The YAML file declaring `model_name` and its contract's source columns (name -> data type)."""
+    for path in sorted((project_dir / "models").rglob("*.yml")):
+        document = yaml.safe_load(path.read_text()) or {}
+        for model in document.get("models") or []:
+            if model.get("name") == model_name:
+                columns = {
+                    str(c["name"]): str(c.get("data_type", ""))
+                    for c in model.get("columns") or []
+                    if not str(c["name"]).startswith("_")
+                }
+                return path.relative_to(project_dir), columns
+    return None
+
+
+def contract_mismatch(project_dir: Path, table: StagingTable) -> str | None:
+    """How the contract of the history model that claims `table` differs from its columns, or None."""
+    found = contract_of(project_dir, f"{table.table_name}__history")
+    if found is None:
+        return None
+    path, contract_columns = found
+    staged = {c["name"] for c in table.columns}
+    lacking = sorted(staged - set(contract_columns))
+    never = sorted(set(contract_columns) - staged)
+    if not lacking and not never:
+        return None
+    parts = [f"lacks staging's {', '.join(lacking)}"] if lacking else []
+    parts += [f"has {', '.join(never)}, which staging has never had"] if never else []
+    return (
+        f"staging.{table.table_name} is claimed by model {table.table_name}__history ({path}), whose "
+        f"contract {' and '.join(parts)}: its build fails until they agree (a model of another table "
+        "with this name? then name the staging tables apart, docs/staging-contract.md)"
+    )
+
+
 def plan_project(
     project_dir: Path,
     tables: Iterable[StagingTable],
     types_files: Iterable[TypesFile] = (),
-) -> tuple[list[TablePlan], list[str]]:
+) -> tuple[list[TablePlan], list[Skipped]]:
     """Plans for the tables without models (contracts from the types files where they list the table), and
-    the names of those skipped because they have some."""
+    those skipped because they have some (with how those models' contract differs from the table)."""
     sources = declared_sources(project_dir)
     declared = declared_columns(types_files)
-    plans, skipped = [], []
+    plans: list[TablePlan] = []
+    skipped: list[Skipped] = []
     for table in tables:
         if has_models(project_dir, table.table_name):
-            skipped.append(table.table_name)
+            skipped.append(Skipped(table.table_name, contract_mismatch(project_dir, table)))
             continue
         table = replace(table, declared=declared.get((table.source_schema, table.source_table)))
         plans.append(plan_table(table, declare_source=table.table_name not in sources))

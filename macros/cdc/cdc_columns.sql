@@ -11,13 +11,15 @@
 
 
 {% macro cdc_contract_columns() -%}
-    {#- The YAML columns (name, data_type, meta.epoch_unit) of the model being built, in YAML order. A unit test cannot see
-        its model's YAML (dbt compiles it against a manifest of the test alone), so unit tests of CDC models
+    {#- The YAML columns (name, data_type, meta epoch_unit and cdc_arrives_later) of the model being built, in
+        YAML order. A unit test cannot see its model's YAML (dbt compiles it against a manifest of the test alone), so unit tests of CDC models
         pass the columns with `overrides: {macros: {cdc_contract_columns: [...]}}`. -#}
     {%- set columns = [] -%}
     {%- for column in (model.columns or {}).values() -%}
+        {%- set meta = column.meta or {} -%}
         {%- do columns.append({'name': column.name, 'data_type': column.data_type,
-                               'epoch_unit': (column.meta or {}).get('epoch_unit')}) -%}
+                               'epoch_unit': meta.get('epoch_unit'),
+                               'arrives_later': meta.get('cdc_arrives_later', false)}) -%}
     {%- endfor -%}
     {{ return(columns) }}
 {%- endmacro %}
@@ -148,5 +150,127 @@
         end
     {%- else -%}
         cast({{ expression }} as {{ data_type }})
+    {%- endif -%}
+{%- endmacro %}
+
+
+
+{% macro cdc_check_contract(staging, columns, present) -%}
+    {#- Fail the build when the model's contract does not describe its staging table, naming the columns:
+        a staging column the contract lacks, a contract column staging has never had, a staging type the
+        contract type cannot be read from (cdc_type_fits). A model opts out per column: `meta:
+        {cdc_ignored_columns: [...]}` on the model for staging columns it leaves out, `meta:
+        {cdc_arrives_later: true}` on a contract column the source adds later. Nothing to check before the
+        staging table exists, or against a unit-test fixture. -#}
+    {%- if not execute or not present -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set ignored = (model.config.get('meta') or {}).get('cdc_ignored_columns', []) | map('lower') | list -%}
+    {%- set declared = {} -%}
+    {%- for column in columns -%}
+        {%- do declared.update({column.name | lower: column}) -%}
+    {%- endfor -%}
+    {%- set lacking = [] -%}
+    {%- for name in present -%}
+        {%- if not cdc_is_staging_metadata(name) and name not in declared and name not in ignored -%}
+            {%- do lacking.append(name) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- set never = [] -%}
+    {%- set mismatched = [] -%}
+    {%- for name, column in declared.items() -%}
+        {%- if name not in present -%}
+            {%- if not column.arrives_later -%}
+                {%- do never.append(column.name) -%}
+            {%- endif -%}
+        {%- elif not cdc_type_fits(present[name], column.data_type) -%}
+            {%- do mismatched.append(column.name ~ ' (staging ' ~ present[name] ~ ', contract '
+                                     ~ column.data_type ~ ')') -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- set problems = [] -%}
+    {%- if lacking -%}
+        {%- do problems.append('staging columns the contract lacks: ' ~ lacking | join(', ')) -%}
+    {%- endif -%}
+    {%- if never -%}
+        {%- do problems.append('contract columns staging has never had: ' ~ never | join(', ')) -%}
+    {%- endif -%}
+    {%- if mismatched -%}
+        {%- do problems.append('types that do not match: ' ~ mismatched | join(', ')) -%}
+    {%- endif -%}
+    {%- if problems -%}
+        {{ exceptions.raise_compiler_error(
+            "model " ~ model.name ~ " does not match " ~ staging ~ ": " ~ problems | join('; ')
+            ~ ". Declare the columns in its YAML (ingest scaffold writes a new table's), or opt out: meta "
+            ~ "cdc_ignored_columns on the model, cdc_arrives_later on a column (docs/dbt.md)") }}
+    {%- endif -%}
+{%- endmacro %}
+
+
+{% macro cdc_is_staging_metadata(name) -%}
+    {#- A column the ingester adds to every staging row (docs/staging-contract.md), not a source column. -#}
+    {{ return(name.startswith('_cdc_') or name.startswith('_kafka_') or name in ['_batch_id', '_ingested_at']) }}
+{%- endmacro %}
+
+
+{% macro cdc_type_fits(staging_type, data_type) -%}
+    {#- Whether cdc_cast reads a staging column of `staging_type` as `data_type`: the same kind of value, or
+        one of the conversions of values landed without schemas (an epoch number as a date or time, text as
+        a decimal, bytes, uuid, JSON...). Anything fits a text contract. -#}
+    {%- set staged = cdc_type_family(staging_type) -%}
+    {%- set declared = cdc_type_family(data_type) -%}
+    {%- set fits = {
+        'integer': ['integer', 'float', 'decimal', 'date', 'timestamp', 'time', 'boolean'],
+        'float': ['float', 'decimal'],
+        'decimal': ['decimal', 'float'],
+        'text': ['text', 'decimal', 'float', 'integer', 'blob', 'uuid', 'json', 'date', 'timestamp',
+                 'timestamptz', 'time', 'timetz', 'boolean', 'bit', 'list', 'interval'],
+        'interval': ['interval', 'integer'],
+        'json': ['json', 'list', 'struct'],
+        'list': ['list', 'json'],
+        'struct': ['struct', 'json'],
+        'date': ['date', 'timestamp', 'timestamptz'],
+        'timestamp': ['timestamp', 'timestamptz', 'date'],
+        'timestamptz': ['timestamptz', 'timestamp', 'date'],
+        'timetz': ['timetz', 'time'],
+    } -%}
+    {{ return(declared == 'text' or declared == staged or declared in fits.get(staged, [])) }}
+{%- endmacro %}
+
+
+{% macro cdc_type_family(data_type) -%}
+    {#- The kind of value a DuckDB type name holds, for cdc_type_fits. -#}
+    {%- set t = data_type | lower | trim -%}
+    {%- set integers = ['tinyint', 'smallint', 'integer', 'int', 'bigint', 'hugeint', 'utinyint', 'usmallint',
+                        'uinteger', 'ubigint', 'uhugeint', 'int2', 'int4', 'int8'] -%}
+    {%- if t.endswith(']') -%}
+        {{ return('list') }}
+    {%- elif t.startswith('struct') or t.startswith('map') or t.startswith('union') -%}
+        {{ return('struct') }}
+    {%- elif t.startswith('decimal') or t.startswith('numeric') -%}
+        {{ return('decimal') }}
+    {%- elif t in integers -%}
+        {{ return('integer') }}
+    {%- elif t in ['float', 'real', 'double', 'float4', 'float8', 'double precision'] -%}
+        {{ return('float') }}
+    {%- elif t in ['varchar', 'text', 'string'] or t.startswith('varchar') or t.startswith('character')
+             or t.startswith('char') or t.startswith('enum') -%}
+        {{ return('text') }}
+    {%- elif t in ['timestamp with time zone', 'timestamptz'] -%}
+        {{ return('timestamptz') }}
+    {%- elif t.startswith('timestamp') or t == 'datetime' -%}
+        {{ return('timestamp') }}
+    {%- elif t in ['time with time zone', 'timetz'] -%}
+        {{ return('timetz') }}
+    {%- elif t.startswith('time') -%}
+        {{ return('time') }}
+    {%- elif t in ['blob', 'bytea', 'varbinary', 'binary'] -%}
+        {{ return('blob') }}
+    {%- elif t in ['bool', 'boolean'] -%}
+        {{ return('boolean') }}
+    {%- elif t in ['bit', 'bitstring'] -%}
+        {{ return('bit') }}
+    {%- else -%}
+        {{ return(t) }}
     {%- endif -%}
 {%- endmacro %}

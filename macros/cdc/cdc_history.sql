@@ -15,6 +15,7 @@
     {%- set key = [key] if key is string else key -%}
     {%- set columns = cdc_source_columns() -%}
     {%- set present = cdc_relation_columns(staging) -%}
+    {%- do cdc_check_contract(staging, columns, present) -%}
     {%- set key_columns = [] -%}
     {%- for name in key -%}
         {%- do key_columns.append(adapter.quote(name)) -%}

@@ -13,6 +13,7 @@
     {{- config(incremental_predicates=['DBT_INTERNAL_DEST._is_current']) -}}
     {%- set columns = cdc_source_columns() -%}
     {%- set present = cdc_relation_columns(staging) -%}
+    {%- do cdc_check_contract(staging, columns, present) -%}
     {%- set has_before = not present or '_cdc_before' in present -%}
     {%- set names = [] -%}
     {%- for column in columns -%}
