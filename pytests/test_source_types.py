@@ -297,3 +297,29 @@ def test_schemaless_events_land_with_the_types_of_schemas_on(tmp_path, lake):
     lake.ingest("run", "--until-caught-up")
     status = orjson.loads(lake.ingest("status", "--json").stdout)
     assert all(not t["untyped_columns"] for t in status["tables"])
+
+
+def test_a_file_of_one_server_types_its_topics_and_the_schemas_file_every_other(tmp_path):
+    """Two sources with one schema name: `server:` (the connector's topic prefix, `ingest types pull
+    --server`) keeps their files apart; a file without it types that schema of every other server."""
+    from ingest.core.source_types import TypesFile
+    from ingest.ops.types_pull import write_types_files
+
+    columns = "tables:\n  customers:\n    columns:\n      born: {type: %s}\n"
+    mysql = parse_types_file("server: otherdb\nschema: inventory\n" + columns % "date", "otherdb")
+    everyone = parse_types_file("schema: inventory\n" + columns % "integer", "inventory")
+    written = write_types_files({"inventory": mysql}, tmp_path, "test") + write_types_files(
+        {"inventory": everyone}, tmp_path, "test"
+    )
+    assert [p.name for p in written] == ["otherdb__inventory.yml", "inventory.yml"]
+    decoder = Decoder(source_types=load_source_types(tmp_path))
+
+    def born(topic: str):
+        value = {"op": "c", "after": {"born": 19782}, "source": {"schema": "inventory", "table": "customers"}}
+        row = decoder.decode(RawRecord(topic, 0, 0, None, orjson.dumps(value)))
+        assert isinstance(row, ChangeRow), row
+        return row.schema.by_name["born"].duckdb_type
+
+    assert born("otherdb.inventory.customers") == "DATE"
+    assert born("dbserver1.inventory.customers") == "INTEGER"
+    assert isinstance(parse_types_file((tmp_path / "otherdb__inventory.yml").read_text(), "x"), TypesFile)

@@ -98,6 +98,13 @@ def types_pull(
     schema: Annotated[
         list[str] | None, typer.Option("--schema", help="only this source schema (repeatable; default: all)")
     ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            help="the connector's topic prefix: the files then type only its topics (two sources with one "
+            "schema name)"
+        ),
+    ] = None,
     decimal_handling_mode: Annotated[
         str, typer.Option(help="the connector's decimal.handling.mode: precise, string or double")
     ] = "precise",
@@ -138,10 +145,13 @@ def types_pull(
     except ValidationError as error:
         first = error.errors()[0]
         fail(f"--{str(first['loc'][0]).replace('.', '-')}: {first['msg']}")
-    files = tp.types_files(tp.read_columns(settings, source_dsn), encoding, schema)
+    files = tp.types_files(tp.read_columns(settings, source_dsn), encoding, schema, server)
     if not files:
         fail(f"no tables in {'schemas ' + ', '.join(schema) if schema else 'the source'}: nothing written")
     source = source_dsn.split("@")[-1].split("?")[0]  # host and database, never the user or password
-    for path in tp.write_types_files(files, out or settings.path(settings.types_dir), source):
-        tables = len(files[path.stem].tables)
-        typer.echo(f"{path}: {tables} tables")
+    for path, types in zip(
+        tp.write_types_files(files, out or settings.path(settings.types_dir), source),
+        files.values(),
+        strict=True,
+    ):
+        typer.echo(f"{path}: {len(types.tables)} tables")

@@ -323,7 +323,9 @@ class Decoder:
         self.naming = naming or TableNaming()
         # The types file's columns, for events without a Connect schema (source_types.py).
         self.source_types = source_types or SourceTypes()
-        self._declared_schemas: dict[tuple[str, str, tuple[str, ...], TableSchema | None], TableSchema] = {}
+        self._declared_schemas: dict[
+            tuple[str | None, str, str, tuple[str, ...], TableSchema | None], TableSchema
+        ] = {}
         self._connect_schemas: dict[bytes, TableSchema] = {}
         self._inferred_schemas: dict[tuple[tuple[str, str], ...], TableSchema] = {}
         self._inferred_columns: dict[tuple[str, str], ColumnType | None] = {}
@@ -427,7 +429,11 @@ class Decoder:
         if schema_bytes is not None:
             schema = self._connect_schema(schema_bytes)
             values, unavailable = self._convert(schema, image)
-        elif (declared := self.source_types.of(event.source_schema, event.source_table)) is not None:
+        elif (
+            declared := self.source_types.of(
+                event.source_schema, event.source_table, record.topic.split(".", 1)[0]
+            )
+        ) is not None:
             schema = self._declared_schema(declared, both)
             values, unavailable = self._convert(schema, image)
         elif before is not None:
@@ -462,7 +468,7 @@ class Decoder:
         it does not type (added since the file was pulled, or of a type it does not know), inferred."""
         unknown = {n: v for n, v in image.items() if n not in declared.columns}
         inferred = self._infer_schema(unknown) if unknown else None
-        key = (declared.schema, declared.table, tuple(unknown), inferred)
+        key = (declared.server, declared.schema, declared.table, tuple(unknown), inferred)
         schema = self._declared_schemas.get(key)
         if schema is None:
             _check_column_names(list(image))

@@ -65,6 +65,9 @@ class TypesFile(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
     source: Literal["postgresql"] = "postgresql"
+    # The connector's topic prefix (Debezium topic.prefix), where two sources have schemas of one name;
+    # None: the file types that schema of every source.
+    server: str | None = None
     schema_name: str = Field(alias="schema")
     connector: ConnectorEncoding = Field(default_factory=ConnectorEncoding)
     tables: dict[str, DeclaredTable]
@@ -222,21 +225,29 @@ class TableTypes:
     schema: str
     table: str
     columns: dict[str, ColumnType]
+    server: str | None = None  # the topic prefix the file is of; None: every server's
 
 
 @dataclass(frozen=True)
 class SourceTypes:
-    """Every types file of a project, by (source schema, table)."""
+    """Every types file of a project, by (server or None, source schema, table)."""
 
-    tables: dict[tuple[str, str], TableTypes] = field(default_factory=dict)
+    tables: dict[tuple[str | None, str, str], TableTypes] = field(default_factory=dict)
 
-    def of(self, schema: str | None, table: str | None) -> TableTypes | None:
+    def of(self, schema: str | None, table: str | None, server: str | None = None) -> TableTypes | None:
+        """The table's types: from the file of its server where there is one, else from its schema's."""
         if schema is None or table is None:
             return None
-        return self.tables.get((schema, table))
+        return self.tables.get((server, schema, table)) or self.tables.get((None, schema, table))
 
 
-def table_types(schema: str, table: str, declared: DeclaredTable, encoding: ConnectorEncoding) -> TableTypes:
+def table_types(
+    schema: str,
+    table: str,
+    declared: DeclaredTable,
+    encoding: ConnectorEncoding,
+    server: str | None = None,
+) -> TableTypes:
     columns: dict[str, ColumnType] = {}
     for name, column in declared.columns.items():
         connect = connect_field(column, encoding)
@@ -245,7 +256,7 @@ def table_types(schema: str, table: str, declared: DeclaredTable, encoding: Conn
                 columns[name] = from_connect(name, connect)
         except TypeMappingError:
             continue
-    return TableTypes(schema, table, columns)
+    return TableTypes(schema, table, columns, server)
 
 
 _FIX = " (correct the file, or write it again with `ingest types pull`)"
@@ -266,7 +277,9 @@ def parse_types_file(text: str, where: str) -> TypesFile:
 def source_types_of(files: Iterable[TypesFile]) -> SourceTypes:
     return SourceTypes(
         {
-            (types.schema_name, name): table_types(types.schema_name, name, declared, types.connector)
+            (types.server, types.schema_name, name): table_types(
+                types.schema_name, name, declared, types.connector, types.server
+            )
             for types in files
             for name, declared in types.tables.items()
         }

@@ -99,13 +99,15 @@ class SourceColumn:
     landed: ColumnType | None  # how the ingester types it without a schema; None: a type it does not know
 
 
-def declared_columns(files: Iterable[TypesFile]) -> dict[tuple[str, str], tuple[SourceColumn, ...]]:
-    """Per (source schema, table) of the types files, its columns in the source's order."""
+def declared_columns(
+    files: Iterable[TypesFile],
+) -> dict[tuple[str | None, str, str], tuple[SourceColumn, ...]]:
+    """Per (server or None, source schema, table) of the types files, its columns in the source's order."""
     declared = {}
     for types in files:
         for name, table in types.tables.items():
             landed = table_types(types.schema_name, name, table, types.connector).columns
-            declared[(types.schema_name, name)] = tuple(
+            declared[(types.server, types.schema_name, name)] = tuple(
                 SourceColumn(
                     column, d.type, d.not_null, tuple(d.enum) if d.enum else None, landed.get(column)
                 )
@@ -528,7 +530,9 @@ def plan_project(
         if has_models(project_dir, table.table_name):
             skipped.append(Skipped(table.table_name, contract_mismatch(project_dir, table)))
             continue
-        table = replace(table, declared=declared.get((table.source_schema, table.source_table)))
+        server = table.topic.split(".", 1)[0]
+        own = declared.get((server, table.source_schema, table.source_table))
+        table = replace(table, declared=own or declared.get((None, table.source_schema, table.source_table)))
         plans.append(plan_table(table, declare_source=table.table_name not in sources))
     return plans, skipped
 

@@ -64,9 +64,13 @@ def read_columns(settings: IngestSettings, dsn: str) -> list[Row]:
 
 
 def types_files(
-    rows: Iterable[Row], encoding: ConnectorEncoding, schemas: list[str] | None = None
+    rows: Iterable[Row],
+    encoding: ConnectorEncoding,
+    schemas: list[str] | None = None,
+    server: str | None = None,
 ) -> dict[str, TypesFile]:
-    """One types file per source schema (only `schemas`, when given)."""
+    """One types file per source schema (only `schemas`, when given), of `server` (the connector's topic
+    prefix) when given: then it types that server's events only."""
     tables: dict[str, dict[str, dict[str, DeclaredColumn]]] = {}
     keys: dict[tuple[str, str], list[tuple[int, str]]] = {}
     for schema, table, column, source_type, not_null, labels, key_position in rows:
@@ -79,6 +83,7 @@ def types_files(
             keys.setdefault((schema, table), []).append((key_position, column))
     return {
         schema: TypesFile(
+            server=server,
             schema=schema,
             connector=encoding,
             tables={
@@ -115,7 +120,7 @@ def write_types_files(files: dict[str, TypesFile], directory: Path, source: str)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for schema, types in files.items():
-        path = directory / f"{schema}.yml"
+        path = directory / (f"{types.server}__{schema}.yml" if types.server else f"{schema}.yml")
         path.write_text(render(types, source))
         written.append(path)
     return written
