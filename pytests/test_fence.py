@@ -3,6 +3,7 @@ started lands nothing, and a writer alone on the lake skips the checks (they cos
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -54,7 +55,10 @@ def connect(lake) -> Callable[[], duckdb.DuckDBPyConnection]:
 
 
 def sink_of(connect: Callable[[], duckdb.DuckDBPyConnection], wrap=lambda con: con) -> LakeSink:
-    sink = LakeSink(lambda: wrap(connect()), member=Member.this_process("fence-group"))
+    # Two members of one process: a run id each (the default names the process and the second it started,
+    # and a batch of the same run id counts as this member's own when its commit is retried).
+    member = Member.this_process("fence-group", run_id=f"fence-{uuid.uuid4().hex[:8]}")
+    sink = LakeSink(lambda: wrap(connect()), member=member)
     sink.open()
     return sink
 

@@ -234,6 +234,7 @@ _METADATA_VALUES: dict[str, Callable[[list[ChangeRow]], list[Any]]] = {
     "_cdc_deleted": lambda rows: [r.op == "d" for r in rows],
     "_cdc_source_ts": lambda rows: [r.source_ts_us for r in rows],
     "_cdc_lsn": lambda rows: [r.lsn for r in rows],
+    "_cdc_position": lambda rows: [r.position for r in rows],
     "_cdc_tx_id": lambda rows: [r.tx_id for r in rows],
     "_cdc_snapshot": lambda rows: [r.snapshot for r in rows],
     "_cdc_unavailable_columns": lambda rows: [r.unavailable for r in rows],

@@ -64,6 +64,14 @@ DECODED_METADATA: tuple[Column, ...] = (
         "Position in the source log; null where the source has none.",
         null=True,
     ),
+    _column(
+        "_cdc_position",
+        "BIGINT[]",
+        pa.list_(pa.int64()),
+        "Position in the source's log as its connector orders changes (core/position.py); compares "
+        "element by element; null where the source block has none.",
+        null=True,
+    ),
     _column("_cdc_tx_id", "VARCHAR", pa.string(), "Source transaction id.", null=True),
     _column("_cdc_snapshot", "BOOLEAN", pa.bool_(), "The event comes from a snapshot."),
     _column(

@@ -33,6 +33,7 @@ from ingest.core.envelope import (
 )
 from ingest.core.naming import TableNaming
 from ingest.core.plain import CHANGE_OPS
+from ingest.core.position import Position, source_position, transaction_id
 from ingest.core.source_types import SourceTypes, TableTypes
 from ingest.core.typemap import (
     SPECIAL_FLOATS,
@@ -148,6 +149,7 @@ class ChangeRow:
     op: str
     source_ts_us: int | None
     lsn: int | None
+    position: Position | None
     tx_id: str | None
     snapshot: bool
     unavailable: list[str]
@@ -198,6 +200,7 @@ class _Change:
     row: dict[str, Any] | None
     source_ts_us: int | None
     lsn: int | None
+    position: Position | None
     tx_id: str | None
     snapshot: bool
     source_schema: str | None
@@ -207,12 +210,15 @@ class _Change:
 
 def _from_model(event: ChangeEvent) -> _Change:
     source = event.source
+    fields = source.model_dump(by_alias=True)
+    transaction = None if event.transaction is None else event.transaction.model_dump()
     return _Change(
         event.op,
         event.row,
         source.commit_ts_us,
         source.lsn,
-        source.tx_id,
+        source_position(fields, transaction),
+        transaction_id(fields, transaction),
         source.is_snapshot,
         source.source_schema,
         source.table,
@@ -242,12 +248,15 @@ def _fast_change(payload: dict[str, Any]) -> _Change | None:
     source_ts_ms = source.get("ts_ms")
     if ts_us is None and source_ts_ms is not None:
         ts_us = source_ts_ms * 1000
+    lsn = source.get("lsn")
     return _Change(
         op,
         payload.get("before") if op == "d" else payload.get("after"),
         ts_us,
-        source.get("lsn"),
-        None if tx_id is None else str(tx_id),
+        lsn,
+        # PostgreSQL's, the common case, inline; every other connector's by its rules
+        [lsn] if lsn is not None and lsn >= 0 else source_position(source, transaction),
+        str(tx_id) if tx_id is not None else transaction_id(source, transaction),
         snapshot if type(snapshot) is bool else snapshot not in (None, "false"),
         source.get("schema"),
         source.get("table"),
@@ -454,6 +463,7 @@ class Decoder:
             op=event.op,
             source_ts_us=event.source_ts_us,
             lsn=event.lsn,
+            position=event.position,
             tx_id=event.tx_id,
             snapshot=event.snapshot,
             unavailable=unavailable,

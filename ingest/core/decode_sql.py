@@ -474,6 +474,10 @@ class BulkDecoder:
             return _Verdict(refusal="unavailable (TOAST) values")
         if (change.schema.mode == "connect") != bool(plan.prefix):
             return _Verdict(refusal="the value's form differs from the chunk's first record")
+        if change.position != ([change.lsn] if change.lsn is not None and change.lsn >= 0 else None):
+            return _Verdict(refusal="the source's position is not an LSN (another connector)")
+        if change.tx_id is not None and types.source.get("txId", "NULL") == "NULL":
+            return _Verdict(refusal="the transaction id is the transaction block's")
         by_name = change.schema.by_name
         for key, json_type in zip(plan.image_keys, types.before if op == "d" else types.after, strict=True):
             column = by_name.get(key)
@@ -495,6 +499,8 @@ def _metadata_sql(plan: _Plan, topic: str) -> dict[str, str]:
         "_cdc_deleted": "e.op = 'd'",
         "_cdc_source_ts": f"coalesce({ts_us}, {ts_ms})",
         "_cdc_lsn": "e.source.lsn" if "lsn" in fields else "null",
+        # PostgreSQL's; a source with another position is declined (_check)
+        "_cdc_position": "case when e.source.lsn >= 0 then [e.source.lsn] end" if "lsn" in fields else "null",
         "_cdc_tx_id": 'e.source."txId"' if "txId" in fields else "null",
         "_cdc_snapshot": snapshot,
         "_cdc_unavailable_columns": "[]::varchar[]",

@@ -40,6 +40,7 @@ TRANSACTIONS_TABLE = contract.TRANSACTIONS.qualified
 MESSAGES_TABLE = contract.MESSAGES.qualified
 BATCHES_TABLE = contract.BATCHES.qualified
 INGESTED_AT = f"{contract.INGESTED_AT.at_insert} as {contract.INGESTED_AT.name}"
+POSITION = "_cdc_position"  # added to staging tables made before the contract had it
 BOOKKEEPING_DDL = (
     f"create schema if not exists {LAKE}.{STAGING}",
     *(table.ddl for table in contract.BOOKKEEPING),
@@ -113,6 +114,8 @@ class TableEntry:
     # Whether the staging table has its BEFORE_IMAGE column (added with the first update that needs it).
     # Not mirrored: the table itself says it.
     has_before: bool = False
+    # Whether it has every metadata column of the contract (a table made before _cdc_position had not).
+    has_position: bool = True
 
 
 @dataclass
@@ -304,6 +307,7 @@ class LakeSink:
         # without its _cdc_tables row, never the other way round: both commit together).
         actual: dict[str, dict[str, str]] = {}
         with_before: set[str] = set()
+        with_position: set[str] = set()
         for table, column, data_type in self.con.execute(
             "select substr(table_name, length($prefix) + 1), column_name, data_type from duckdb_columns() "
             f"where database_name = '{LAKE}' and schema_name = '{STAGING}' "
@@ -313,6 +317,8 @@ class LakeSink:
         ).fetchall():
             if column == contract.BEFORE_IMAGE:
                 with_before.add(table)
+            elif column == POSITION:
+                with_position.add(table)
             elif column not in contract.METADATA_NAMES:
                 actual.setdefault(table, {})[column.lower()] = data_type
         for table, columns in actual.items():
@@ -320,6 +326,7 @@ class LakeSink:
             if entry is None:
                 continue
             entry.has_before = table in with_before
+            entry.has_position = table in with_position
             for lower, data_type in columns.items():
                 entry.columns.setdefault(lower, {"name": lower, "source_type": None, "optional": True})
                 entry.columns[lower]["type"] = data_type
@@ -524,6 +531,9 @@ class LakeSink:
             entry.primary_key = rows.key_columns
             entry.dirty = True
         pending.dead_letters.extend(rows.refused)
+        if not entry.has_position:
+            con.execute(f"alter table {self.staging_table(table)} add column {POSITION} bigint[]")
+            entry.has_position = True
         has_before = contract.BEFORE_IMAGE in rows.arrow.column_names
         if has_before and not entry.has_before:
             before = quote_ident(contract.BEFORE_IMAGE)

@@ -305,6 +305,7 @@ select * from final
         cast(null as integer) as _kafka_partition,
         cast(null as bigint) as _kafka_offset,
         cast(null as bigint) as _batch_id,
+        cast(null as timestamptz) as _ingested_at,
         cast(null as varchar []) as _cdc_unavailable_columns,
         cast(null as json) as _cdc_before
     where false
