@@ -75,3 +75,29 @@ def test_a_postgres_events_position_is_its_lsn(variant):
     changes = [r for r in rows if isinstance(r, ChangeRow)]
     assert len(changes) > 50
     assert all(r.position == [r.lsn] for r in changes)
+
+
+@pytest.mark.integration
+def test_a_staging_table_made_before_the_position_gets_it_with_its_next_batch(lake):
+    from conftest import send
+
+    topic = f"{lake.topic_prefix}.s.items"
+
+    def events(first: int) -> list[bytes]:
+        source = {"connector": "mysql", "file": "mysql-bin.000002", "pos": 100 + first, "row": 0}
+        return [
+            orjson.dumps({"op": "c", "after": {"id": i}, "source": {**source, "pos": 100 + i}})
+            for i in range(first, first + 2)
+        ]
+
+    send(lake, topic, events(0))
+    lake.ingest("run", "--until-caught-up")
+    con = lake.connect()
+    try:
+        con.execute("alter table lake.staging.s__items drop column _cdc_position")  # as an older lake's
+    finally:
+        con.close()
+    send(lake, topic, events(2))
+    lake.ingest("run", "--until-caught-up")
+    rows = lake.query("select id, _cdc_position from lake.staging.s__items order by id")
+    assert rows == [(0, None), (1, None), (2, [2, 102, 0]), (3, [2, 103, 0])]
