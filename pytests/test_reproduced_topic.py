@@ -1,6 +1,7 @@
 """A topic produced again (the broker replaced, a topic re-created under a new name: new Kafka offsets, the
 same source positions) changes nothing in curated: every copy is recognised by its source position."""
 
+import orjson
 import pytest
 
 from conftest import CORPUS, VARIANTS, dbt
@@ -48,3 +49,42 @@ def test_a_topic_produced_again_under_a_new_name_changes_nothing_in_curated(lake
     second = dbt(lake, tmp_path, "build", "--select", "curated", "--indirect-selection", "cautious")
     assert second.returncode == 0, second.stdout[-4000:]
     assert curated_state(lake) == before
+
+
+def test_mysql_events_produced_again_change_nothing_either(lake, tmp_path):
+    """Without an LSN (MySQL's position is its binlog file, position and row), curated recognises the copies
+    by `_cdc_position` too; ordered by Kafka position they would be new versions."""
+    from conftest import send
+
+    def event(op: str, pos: int, before: dict | None, after: dict | None) -> bytes:
+        source = {"connector": "mysql", "file": "mysql-bin.000007", "pos": pos, "row": 0, "db": "inventory",
+                  "table": "products_on_hand", "ts_ms": 1795241515000 + pos}  # fmt: skip
+        return orjson.dumps({"op": op, "before": before, "after": after, "source": source})
+
+    stream = [
+        (b'{"product_id":1}', event("c", 10, None, {"product_id": 1, "quantity": 5})),
+        (b'{"product_id":2}', event("c", 20, None, {"product_id": 2, "quantity": 7})),
+        (b'{"product_id":1}', event("u", 30, None, {"product_id": 1, "quantity": 4})),
+        (b'{"product_id":2}', event("d", 40, {"product_id": 2, "quantity": 7}, None)),
+    ]
+    select = ["--select", "inventory__products_on_hand__history", "inventory__products_on_hand"]
+    states = []
+    for prefix in (lake.topic_prefix, lake.topic_prefix + "again"):
+        lake.env["INGEST_TOPICS"] = rf"^{prefix}\."
+        topic = f"{prefix}.inventory.products_on_hand"
+        send(lake, topic, [value for _, value in stream], keys=[key for key, _ in stream])
+        lake.ingest("run", "--until-caught-up")
+        build = dbt(lake, tmp_path, "build", *select)
+        assert build.returncode == 0, build.stdout[-4000:]
+        states.append(
+            (
+                lake.query("select product_id, quantity from lake.curated.inventory__products_on_hand"),
+                lake.query(
+                    "select product_id, quantity, _cdc_op, _cdc_position, _is_current "
+                    "from lake.curated.inventory__products_on_hand__history order by _cdc_position"
+                ),
+            )
+        )
+    assert states[0] == states[1]
+    current, history = states[0]
+    assert current == [(1, 4)] and len(history) == 4 and history[0][3] == [7, 10, 0]

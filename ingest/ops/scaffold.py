@@ -63,6 +63,7 @@ _HISTORY_BOOKKEEPING = [
     ("_cdc_op", "varchar", "cdc_op", True, ["r", "c", "u", "d", "t"]),
     ("_cdc_source_ts", "timestamptz", "cdc_source_ts", True, None),
     ("_cdc_lsn", "bigint", "cdc_lsn", False, None),
+    ("_cdc_position", "bigint[]", "cdc_position", False, None),
     ("_cdc_tx_id", "varchar", "cdc_tx_id", False, None),
     ("_cdc_kafka_partition", "integer", "cdc_kafka_partition", True, None),
     ("_cdc_kafka_offset", "bigint", "cdc_kafka_offset", True, None),

@@ -27,9 +27,12 @@
     {%- endfor -%}
     {%- set by_key = 'partition by ' ~ key_columns | join(', ') ~ ' order by ' ~ cdc_position_order() -%}
     {%- set bookkeeping = [
-        '_cdc_op', '_cdc_source_ts', '_cdc_lsn', '_cdc_tx_id',
+        '_cdc_op', '_cdc_source_ts', '_cdc_lsn', '_cdc_position', '_cdc_tx_id',
         '_cdc_kafka_partition', '_cdc_kafka_offset', '_cdc_batch_id',
     ] %}
+    {#- a unit test's `this` is a fixture (a CTE name): its columns are not known -#}
+    {%- set applied_columns = cdc_relation_columns(this) if is_incremental() and this is not string else {} -%}
+    {%- set applied_position = cdc_relation_position(applied_columns) %}
 
 with
 
@@ -48,6 +51,7 @@ typed as (
         _cdc_op,
         _cdc_source_ts,
         _cdc_lsn,
+        {{ cdc_relation_position(present) }} as _cdc_position,
         _cdc_tx_id,
         _kafka_partition as _cdc_kafka_partition,
         _kafka_offset as _cdc_kafka_offset,
@@ -75,6 +79,7 @@ truncates as (
     select
         _cdc_source_ts,
         _cdc_lsn,
+        _cdc_position,
         _cdc_tx_id,
         _cdc_kafka_partition,
         _cdc_kafka_offset,
@@ -94,7 +99,11 @@ applied as (
     -- the latest applied version of every key this run touches (of every live key when a truncate came)
     select
         {%- for name in key_columns + value_names + bookkeeping %}
+        {%- if name == '_cdc_position' %}
+        {{ applied_position }} as _cdc_position,
+        {%- else %}
         {{ name }},
+        {%- endif %}
         {%- endfor %}
         cast([] as varchar []) as _cdc_unavailable_columns,
         true as _cdc_is_applied
@@ -119,12 +128,12 @@ applied_truncate as (
 
     -- the latest truncate applied: an event from before it that arrives late is gone too
     select
-        _cdc_lsn,
+        {{ applied_position }} as _cdc_position,
         _cdc_kafka_partition,
         _cdc_kafka_offset
     from {{ this }}
     where _cdc_op = 't'
-    order by _cdc_lsn desc nulls first, _cdc_kafka_partition desc, _cdc_kafka_offset desc
+    order by _cdc_position desc nulls first, _cdc_kafka_partition desc, _cdc_kafka_offset desc
     limit 1
 
 ),
@@ -301,6 +310,7 @@ select * from final
         cast(null as varchar) as _cdc_op,
         cast(null as timestamptz) as _cdc_source_ts,
         cast(null as bigint) as _cdc_lsn,
+        cast(null as bigint []) as _cdc_position,
         cast(null as varchar) as _cdc_tx_id,
         cast(null as integer) as _kafka_partition,
         cast(null as bigint) as _kafka_offset,

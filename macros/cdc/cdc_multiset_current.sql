@@ -25,12 +25,12 @@ history as (
 last_truncate as (
 
     select
-        _cdc_lsn,
+        _cdc_position,
         _cdc_kafka_partition,
         _cdc_kafka_offset
     from history
     where _cdc_op = 't'
-    order by _cdc_lsn desc nulls first, _cdc_kafka_partition desc, _cdc_kafka_offset desc
+    order by _cdc_position desc nulls first, _cdc_kafka_partition desc, _cdc_kafka_offset desc
     limit 1
 
 ),
@@ -76,7 +76,7 @@ counted as (
         partition by _cdc_row_hash
         order by
             history._is_deleted,
-            history._cdc_lsn desc nulls last,
+            history._cdc_position desc nulls last,
             history._cdc_kafka_partition desc,
             history._cdc_kafka_offset desc
     ) = 1

@@ -8,7 +8,7 @@
         cdc_multiset_current counts the copies of each image from here.
 
         Events of a table without a key may be spread over the topic's partitions, so an event is applied
-        once by its identity (the image and its LSN, else its Kafka position), not by being newer than the
+        once by its identity (the image and its source position, else its Kafka position), not by being newer than the
         image's latest version. See docs/dbt.md, "Tables without a primary key". -#}
     {{- config(incremental_predicates=['DBT_INTERNAL_DEST._is_current']) -}}
     {%- set columns = cdc_source_columns() -%}
@@ -21,9 +21,12 @@
     {%- endfor -%}
     {%- set by_image = 'partition by _cdc_row_hash order by ' ~ cdc_position_order() -%}
     {%- set bookkeeping = [
-        '_cdc_op', '_cdc_source_ts', '_cdc_lsn', '_cdc_tx_id',
+        '_cdc_op', '_cdc_source_ts', '_cdc_lsn', '_cdc_position', '_cdc_tx_id',
         '_cdc_kafka_partition', '_cdc_kafka_offset', '_cdc_batch_id',
     ] %}
+    {#- a unit test's `this` is a fixture (a CTE name): its columns are not known -#}
+    {%- set applied_columns = cdc_relation_columns(this) if is_incremental() and this is not string else {} -%}
+    {%- set applied_position = cdc_relation_position(applied_columns) %}
 
 with
 
@@ -59,6 +62,7 @@ typed as (
         _cdc_op,
         _cdc_source_ts,
         _cdc_lsn,
+        {{ cdc_relation_position(present) }} as _cdc_position,
         _cdc_tx_id,
         _kafka_partition as _cdc_kafka_partition,
         _kafka_offset as _cdc_kafka_offset,
@@ -125,7 +129,9 @@ applied as (
         {%- endfor %}
         _cdc_row_hash,
         case when _cdc_op = 't' then 0 when _is_deleted then -1 else 1 end as _cdc_row_delta,
-        {{ bookkeeping | join(', ') }},
+        {%- for name in bookkeeping %}
+        {{ applied_position ~ ' as _cdc_position' if name == '_cdc_position' else name }},
+        {%- endfor %}
         true as _cdc_is_applied
     from {{ this }} as latest
     where
@@ -138,12 +144,12 @@ applied_truncate as (
 
     -- the latest truncate applied: an event from before it that arrives late is gone too
     select
-        _cdc_lsn,
+        {{ applied_position }} as _cdc_position,
         _cdc_kafka_partition,
         _cdc_kafka_offset
     from {{ this }}
     where _cdc_op = 't'
-    order by _cdc_lsn desc nulls first, _cdc_kafka_partition desc, _cdc_kafka_offset desc
+    order by _cdc_position desc nulls first, _cdc_kafka_partition desc, _cdc_kafka_offset desc
     limit 1
 
 ),
@@ -162,9 +168,9 @@ fresh as (
             from {{ this }} as done
             where
                 done._cdc_row_hash = events._cdc_row_hash
-                and done._cdc_lsn is not distinct from events._cdc_lsn
+                and ({{ applied_position }}) is not distinct from events._cdc_position
                 and (
-                    events._cdc_lsn is not null
+                    events._cdc_position is not null
                     or (done._cdc_kafka_partition, done._cdc_kafka_offset)
                     = (events._cdc_kafka_partition, events._cdc_kafka_offset)
                 )

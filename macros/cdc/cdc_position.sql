@@ -1,19 +1,21 @@
-{#- Source position of a change event (docs/staging-contract.md): the LSN where the source has one, then the
-    Kafka partition and offset. Every CDC relation of this project names them _cdc_lsn,
-    _cdc_kafka_partition and _cdc_kafka_offset. -#}
+{#- Source position of a change event (docs/staging-contract.md): `_cdc_position`, every connector's position
+    in its source's log as its connector orders changes (ingest/core/position.py; a list compared element by
+    element), then the Kafka partition and offset. Every CDC relation of this project names them
+    _cdc_position, _cdc_kafka_partition and _cdc_kafka_offset. -#}
 
 {% macro cdc_position_order(alias=none) -%}
     {%- set p = (alias ~ '.') if alias else '' -%}
-    {{ p }}_cdc_lsn, {{ p }}_cdc_kafka_partition, {{ p }}_cdc_kafka_offset
+    {{ p }}_cdc_position, {{ p }}_cdc_kafka_partition, {{ p }}_cdc_kafka_offset
 {%- endmacro %}
 
 
 {% macro cdc_position_after(a, b) -%}
-    {#- True when event `a` comes after event `b` in the source. Two events with one LSN are one change (a
-        re-delivered copy), so equal LSNs are not "after"; only without an LSN does the Kafka position decide. -#}
+    {#- True when event `a` comes after event `b` in the source. Two events at one source position are one
+        change (a re-delivered copy), so equal positions are not "after"; only without a source position does
+        the Kafka position decide. -#}
     case
-        when {{ a }}._cdc_lsn is not null and {{ b }}._cdc_lsn is not null
-            then {{ a }}._cdc_lsn > {{ b }}._cdc_lsn
+        when {{ a }}._cdc_position is not null and {{ b }}._cdc_position is not null
+            then {{ a }}._cdc_position > {{ b }}._cdc_position
         else ({{ a }}._cdc_kafka_partition, {{ a }}._cdc_kafka_offset)
             > ({{ b }}._cdc_kafka_partition, {{ b }}._cdc_kafka_offset)
     end
@@ -21,11 +23,24 @@
 
 
 {% macro cdc_event_identity() -%}
-    {#- Partition expression that makes re-delivered copies of one event (same LSN) equal. Events without an
-        LSN are told apart by their Kafka position. -#}
-    _cdc_lsn,
-    case when _cdc_lsn is null then _cdc_kafka_partition end,
-    case when _cdc_lsn is null then _cdc_kafka_offset end
+    {#- Partition expression that makes re-delivered copies of one event (same source position) equal. Events
+        without a source position are told apart by their Kafka position. -#}
+    _cdc_position,
+    case when _cdc_position is null then _cdc_kafka_partition end,
+    case when _cdc_position is null then _cdc_kafka_offset end
+{%- endmacro %}
+
+
+{% macro cdc_relation_position(columns) -%}
+    {#- The source position of the rows of a staging table or history model with these columns
+        (cdc_relation_columns): its `_cdc_position`; the LSN as a one-element position for rows written before
+        it had the column, and for unit-test fixtures (whose columns are not known). -#}
+    {%- set from_lsn = 'case when _cdc_lsn is not null then [_cdc_lsn] end' -%}
+    {%- if columns and '_cdc_position' in columns -%}
+        coalesce(_cdc_position, {{ from_lsn }})
+    {%- else -%}
+        {{ from_lsn }}
+    {%- endif -%}
 {%- endmacro %}
 
 

@@ -24,7 +24,7 @@
     {%- set history = adapter.get_relation(
         database=current.database, schema=current.schema, identifier=current.identifier ~ '__history'
     ) if execute else none -%}
-    {%- set newest_first = '_cdc_lsn desc nulls first, _kafka_partition desc, _kafka_offset desc' -%}
+    {%- set newest_first = '_source_position desc nulls first, _kafka_partition desc, _kafka_offset desc' -%}
     {%- if not cdc_relation_exists(staging) %}
 
 -- no staging table yet: the model must be empty
@@ -39,7 +39,10 @@ with
 staging as (
 
     -- only the batches the models have read: the ingester keeps landing while dbt builds and tests
-    select * from {{ staging }}
+    select
+        *,
+        {{ cdc_relation_position(staged) }} as _source_position
+    from {{ staging }}
     {%- if history is not none %}
     where _batch_id <= (select coalesce(max(_cdc_batch_id), -1) from {{ history }})
     {%- endif %}
@@ -49,7 +52,7 @@ staging as (
 last_truncate as (
 
     select
-        _cdc_lsn,
+        _source_position,
         _kafka_partition,
         _kafka_offset
     from staging
@@ -76,9 +79,9 @@ surviving as (
     where
         latest_event._cdc_op != 'd'
         and (
-            last_truncate._cdc_lsn is null and last_truncate._kafka_offset is null
+            last_truncate._source_position is null and last_truncate._kafka_offset is null
             or coalesce(
-                latest_event._cdc_lsn > last_truncate._cdc_lsn,
+                latest_event._source_position > last_truncate._source_position,
                 (latest_event._kafka_partition, latest_event._kafka_offset)
                 > (last_truncate._kafka_partition, last_truncate._kafka_offset)
             )

@@ -33,8 +33,9 @@ flagged as (
         _cdc_op,
         _is_deleted or quantity <= 0 as is_out,
         {{ cdc_position_order() }},
-        struct_pack(lsn := _cdc_lsn, kafka_partition := _cdc_kafka_partition, kafka_offset := _cdc_kafka_offset)
-            as source_position
+        struct_pack(
+            source := _cdc_position, kafka_partition := _cdc_kafka_partition, kafka_offset := _cdc_kafka_offset
+        ) as source_position
     from committed_versions
 
 ),
