@@ -146,19 +146,20 @@ def test_a_row_arrow_refuses_costs_one_dead_letter_not_the_batch():
 
     def row(offset, value):
         return ChangeRow(
-            RawRecord("p.s.t", 0, offset, None, b"{}"),
-            "s__t",
-            schema,
-            {"c": value},
-            "c",
-            None,
-            None,
-            None,
-            False,
-            [],
-            "s",
-            "t",
-            None,
+            record=RawRecord("p.s.t", 0, offset, None, b"{}"),
+            table="s__t",
+            schema=schema,
+            values={"c": value},
+            op="c",
+            source_ts_us=None,
+            lsn=None,
+            position=None,
+            tx_id=None,
+            snapshot=False,
+            unavailable=[],
+            source_schema="s",
+            source_table="t",
+            key_columns=None,
         )
 
     segment = Segment("s__t", "connect", {"c": int_column}, [row(0, 1), row(1, "sneaked past"), row(2, 3)])
