@@ -34,7 +34,8 @@ def test_a_new_event_reusing_an_applied_kafka_position_is_a_new_version(lake, tm
     # the next change of that product, landed in a new batch at the Kafka position of an applied version
     lake.query(
         "insert into lake.staging.inventory__products_on_hand "
-        "select * replace (quantity + 1 as quantity, _cdc_lsn + 1000000 as _cdc_lsn, 'u' as _cdc_op, "
+        "select * replace (quantity + 1 as quantity, _cdc_lsn + 1000000 as _cdc_lsn, "
+        "[_cdc_lsn + 1000000] as _cdc_position, 'u' as _cdc_op, "
         "_cdc_source_ts + interval 1 hour as _cdc_source_ts, "
         "(select max(_batch_id) + 1 from lake.staging.inventory__products_on_hand) as _batch_id) "
         f"from lake.staging.inventory__products_on_hand where product_id = {product} "
@@ -55,7 +56,8 @@ def land_change(lake, table: str, key: str, key_value: int, change: str, batch: 
     """The next change of one key, landed in staging batch `batch` (a copy of its latest event, later)."""
     lake.query(
         f"insert into lake.staging.{table} "
-        f"select * replace ({change}, _cdc_lsn + 1000000 as _cdc_lsn, 'u' as _cdc_op, "
+        f"select * replace ({change}, _cdc_lsn + 1000000 as _cdc_lsn, [_cdc_lsn + 1000000] as _cdc_position, "
+        "'u' as _cdc_op, "
         f"_cdc_source_ts + interval 1 hour as _cdc_source_ts, {batch} as _batch_id, "
         "_kafka_offset + 1000000 as _kafka_offset) "
         f"from lake.staging.{table} where {key} = {key_value} "
