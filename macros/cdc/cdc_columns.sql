@@ -5,6 +5,15 @@
 {%- endmacro %}
 
 
+{% macro cdc_history_event_columns() -%}
+    {#- What a history version keeps of the change event that made it, in contract order. -#}
+    {{ return([
+        '_cdc_op', '_cdc_source_ts', '_cdc_lsn', '_cdc_position', '_cdc_tx_id',
+        '_cdc_kafka_partition', '_cdc_kafka_offset', '_cdc_batch_id',
+    ]) }}
+{%- endmacro %}
+
+
 {% macro cdc_is_bookkeeping(column_name) -%}
     {{ return(column_name.startswith('_cdc_') or column_name in cdc_bookkeeping_column_names()) }}
 {%- endmacro %}

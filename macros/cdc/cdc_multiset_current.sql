@@ -24,14 +24,7 @@ history as (
 
 last_truncate as (
 
-    select
-        _cdc_position,
-        _cdc_kafka_partition,
-        _cdc_kafka_offset
-    from history
-    where _cdc_op = 't'
-    order by _cdc_position desc nulls first, _cdc_kafka_partition desc, _cdc_kafka_offset desc
-    limit 1
+    {{ cdc_latest_truncate('history') }}
 
 ),
 {%- if is_incremental() %}

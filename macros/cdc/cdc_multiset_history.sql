@@ -20,13 +20,8 @@
         {%- do names.append(adapter.quote(column.name)) -%}
     {%- endfor -%}
     {%- set by_image = 'partition by _cdc_row_hash order by ' ~ cdc_position_order() -%}
-    {%- set bookkeeping = [
-        '_cdc_op', '_cdc_source_ts', '_cdc_lsn', '_cdc_position', '_cdc_tx_id',
-        '_cdc_kafka_partition', '_cdc_kafka_offset', '_cdc_batch_id',
-    ] %}
-    {#- a unit test's `this` is a fixture (a CTE name): its columns are not known -#}
-    {%- set applied_columns = cdc_relation_columns(this) if is_incremental() and this is not string else {} -%}
-    {%- set applied_position = cdc_relation_position(applied_columns) %}
+    {%- set bookkeeping = cdc_history_event_columns() -%}
+    {%- set applied_position = cdc_applied_position() %}
 
 with
 
@@ -143,14 +138,7 @@ applied as (
 applied_truncate as (
 
     -- the latest truncate applied: an event from before it that arrives late is gone too
-    select
-        {{ applied_position }} as _cdc_position,
-        _cdc_kafka_partition,
-        _cdc_kafka_offset
-    from {{ this }}
-    where _cdc_op = 't'
-    order by _cdc_position desc nulls first, _cdc_kafka_partition desc, _cdc_kafka_offset desc
-    limit 1
+    {{ cdc_latest_truncate(this, applied_position) }}
 
 ),
 

@@ -44,6 +44,28 @@
 {%- endmacro %}
 
 
+{% macro cdc_applied_position() -%}
+    {#- cdc_relation_position of the model being built (`this`, on an incremental build). A unit test's `this`
+        is a fixture (a CTE name): its columns are not known. -#}
+    {%- set columns = cdc_relation_columns(this) if is_incremental() and this is not string else {} -%}
+    {{ return(cdc_relation_position(columns)) }}
+{%- endmacro %}
+
+
+{% macro cdc_latest_truncate(relation, position='_cdc_position') -%}
+    {#- The latest truncate in a history relation: its source position (`position`, the SQL reading it) and
+        Kafka position, one row or none. -#}
+    select
+        {{ position }} as _cdc_position,
+        _cdc_kafka_partition,
+        _cdc_kafka_offset
+    from {{ relation }}
+    where _cdc_op = 't'
+    order by _cdc_position desc nulls first, _cdc_kafka_partition desc, _cdc_kafka_offset desc
+    limit 1
+{%- endmacro %}
+
+
 {% macro cdc_batch_watermark(column='_cdc_batch_id') -%}
     {#- The last batch an incremental model has applied (-1 before the first), as a constant: read before the
         model's query runs and written into it, so that DuckDB pushes `_batch_id > <constant>` into the scan
