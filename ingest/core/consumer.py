@@ -25,11 +25,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from ingest.core.batch import Batch
 from ingest.core.config import IngestSettings
-from ingest.core.decode import DeadLetter, Decoder, TableNaming, colliding_topics, position, to_record
+from ingest.core.decode import DeadLetter, Decoder, colliding_topics, position, to_record
 from ingest.core.decode_sql import BulkDecoder, Chunk
 from ingest.core.flush import Flush, FlushPolicy, FlushState
 from ingest.core.logs import OffsetRuns, event_fields, event_ref
 from ingest.core.metrics import IngestMetrics
+from ingest.core.naming import TableNaming
 from ingest.core.offsets import Positions, StagingReplaced
 from ingest.core.rows import ChangeRows
 from ingest.core.sink import LakeSink

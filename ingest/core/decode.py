@@ -33,7 +33,7 @@ from ingest.core.envelope import (
 )
 from ingest.core.naming import TableNaming
 from ingest.core.plain import CHANGE_OPS
-from ingest.core.position import Position, source_position, transaction_id
+from ingest.core.position import Position, lsn_position, source_position, transaction_id
 from ingest.core.source_types import SourceTypes, TableTypes
 from ingest.core.typemap import (
     SPECIAL_FLOATS,
@@ -138,6 +138,7 @@ class MessageRecords(Sequence[RawRecord]):
 class TopicKind:
     kind: str  # data | transaction | message | heartbeat | schema_change
     table: str | None = None  # staging table name, for data topics
+    server: str | None = None  # the topic prefix (the connector's topic.prefix), for data topics
 
 
 @dataclass(slots=True)
@@ -254,8 +255,8 @@ def _fast_change(payload: dict[str, Any]) -> _Change | None:
         payload.get("before") if op == "d" else payload.get("after"),
         ts_us,
         lsn,
-        # PostgreSQL's, the common case, inline; every other connector's by its rules
-        [lsn] if lsn is not None and lsn >= 0 else source_position(source, transaction),
+        # PostgreSQL's, the common case, first; every other connector's by its rules
+        lsn_position(lsn) or source_position(source, transaction),
         str(tx_id) if tx_id is not None else transaction_id(source, transaction),
         snapshot if type(snapshot) is bool else snapshot not in (None, "false"),
         source.get("schema"),
@@ -274,7 +275,7 @@ def classify_topic(topic: str, naming: TableNaming | None = None) -> TopicKind:
         return TopicKind("schema_change")
     if len(parts) == 2 and parts[1] in ("transaction", "message"):
         return TopicKind(parts[1])
-    return TopicKind("data", (naming or TableNaming()).table_of(topic))
+    return TopicKind("data", (naming or TableNaming()).table_of(topic), parts[0])
 
 
 def colliding_topics(topics: Iterable[str], naming: TableNaming) -> dict[str, list[str]]:
@@ -372,7 +373,7 @@ class Decoder:
             return MessageRecord(record, LogicalMessage.model_validate(payload))
         if kind.kind != "data" or kind.table is None:
             raise DecodeError(f"records of {kind.kind} topics are not landed")
-        return self._change_row(record, kind.table, schema_bytes, payload)
+        return self._change_row(record, kind.table, kind.server, schema_bytes, payload)
 
     # -------------------------------------------------------------------------------------- parsing
     def _split(self, value: bytes) -> tuple[bytes | None, Any]:
@@ -417,7 +418,12 @@ class Decoder:
 
     # ---------------------------------------------------------------------------------- change rows
     def _change_row(
-        self, record: RawRecord, table: str, schema_bytes: bytes | None, payload: dict
+        self,
+        record: RawRecord,
+        table: str,
+        server: str | None,
+        schema_bytes: bytes | None,
+        payload: dict,
     ) -> ChangeRow:
         event = _fast_change(payload)
         if event is None:
@@ -438,11 +444,7 @@ class Decoder:
         if schema_bytes is not None:
             schema = self._connect_schema(schema_bytes)
             values, unavailable = self._convert(schema, image)
-        elif (
-            declared := self.source_types.of(
-                event.source_schema, event.source_table, record.topic.split(".", 1)[0]
-            )
-        ) is not None:
+        elif (declared := self.source_types.of(event.source_schema, event.source_table, server)) is not None:
             schema = self._declared_schema(declared, both)
             values, unavailable = self._convert(schema, image)
         elif before is not None:

@@ -42,6 +42,7 @@ from ingest.core.decode import (
     to_record,
 )
 from ingest.core.plain import CHANGE_OPS, TRANSACTION_INT_FIELDS
+from ingest.core.position import lsn_position
 from ingest.core.rows import ChangeRows, Origin
 from ingest.core.typemap import TYPE_CHECK_ONLY_CONVERTERS, ColumnType
 
@@ -474,7 +475,7 @@ class BulkDecoder:
             return _Verdict(refusal="unavailable (TOAST) values")
         if (change.schema.mode == "connect") != bool(plan.prefix):
             return _Verdict(refusal="the value's form differs from the chunk's first record")
-        if change.position != ([change.lsn] if change.lsn is not None and change.lsn >= 0 else None):
+        if change.position != lsn_position(change.lsn):
             return _Verdict(refusal="the source's position is not an LSN (another connector)")
         if change.tx_id is not None and types.source.get("txId", "NULL") == "NULL":
             return _Verdict(refusal="the transaction id is the transaction block's")

@@ -63,13 +63,18 @@ def _all(*parts: int | list[int] | None) -> Position | None:
     return flat if all(0 <= p <= _INT64_MAX for p in flat) else None
 
 
+def lsn_position(lsn: int | None) -> Position | None:
+    """A PostgreSQL event's position: its LSN (the decoders' common case, taken without the rules below)."""
+    return [lsn] if lsn is not None and 0 <= lsn <= _INT64_MAX else None
+
+
 def source_position(
     source: Mapping[str, Any], transaction: Mapping[str, Any] | None = None
 ) -> Position | None:
     """The event's position (see the table above), or None where its source block has none."""
     connector = source.get("connector")
     if connector == "postgresql" or (connector is None and "lsn" in source):
-        return _all(_integer(source.get("lsn")))
+        return lsn_position(_integer(source.get("lsn")))
     if connector in ("mysql", "mariadb") or (connector is None and "file" in source):
         file_name = source.get("file")
         match = _FILE_NUMBER.search(file_name) if isinstance(file_name, str) else None

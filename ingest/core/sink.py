@@ -40,7 +40,6 @@ TRANSACTIONS_TABLE = contract.TRANSACTIONS.qualified
 MESSAGES_TABLE = contract.MESSAGES.qualified
 BATCHES_TABLE = contract.BATCHES.qualified
 INGESTED_AT = f"{contract.INGESTED_AT.at_insert} as {contract.INGESTED_AT.name}"
-POSITION = "_cdc_position"  # added to staging tables made before the contract had it
 BOOKKEEPING_DDL = (
     f"create schema if not exists {LAKE}.{STAGING}",
     *(table.ddl for table in contract.BOOKKEEPING),
@@ -114,8 +113,9 @@ class TableEntry:
     # Whether the staging table has its BEFORE_IMAGE column (added with the first update that needs it).
     # Not mirrored: the table itself says it.
     has_before: bool = False
-    # Whether it has every metadata column of the contract (a table made before _cdc_position had not).
-    has_position: bool = True
+    # Metadata columns of the contract the staging table lacks (made before the contract had them, as
+    # _cdc_position): added with its next rows. Not mirrored either.
+    missing_metadata: tuple[contract.Column, ...] = ()
 
 
 @dataclass
@@ -307,7 +307,7 @@ class LakeSink:
         # without its _cdc_tables row, never the other way round: both commit together).
         actual: dict[str, dict[str, str]] = {}
         with_before: set[str] = set()
-        with_position: set[str] = set()
+        metadata: dict[str, set[str]] = {}
         for table, column, data_type in self.con.execute(
             "select substr(table_name, length($prefix) + 1), column_name, data_type from duckdb_columns() "
             f"where database_name = '{LAKE}' and schema_name = '{STAGING}' "
@@ -317,16 +317,17 @@ class LakeSink:
         ).fetchall():
             if column == contract.BEFORE_IMAGE:
                 with_before.add(table)
-            elif column == POSITION:
-                with_position.add(table)
-            elif column not in contract.METADATA_NAMES:
+            elif column in contract.METADATA_NAMES:
+                metadata.setdefault(table, set()).add(column)
+            else:
                 actual.setdefault(table, {})[column.lower()] = data_type
         for table, columns in actual.items():
             entry = state.tables.get(table)
             if entry is None:
                 continue
             entry.has_before = table in with_before
-            entry.has_position = table in with_position
+            present = metadata.get(table, set())
+            entry.missing_metadata = tuple(c for c in contract.STAGING_METADATA if c.name not in present)
             for lower, data_type in columns.items():
                 entry.columns.setdefault(lower, {"name": lower, "source_type": None, "optional": True})
                 entry.columns[lower]["type"] = data_type
@@ -531,9 +532,9 @@ class LakeSink:
             entry.primary_key = rows.key_columns
             entry.dirty = True
         pending.dead_letters.extend(rows.refused)
-        if not entry.has_position:
-            con.execute(f"alter table {self.staging_table(table)} add column {POSITION} bigint[]")
-            entry.has_position = True
+        for column in entry.missing_metadata:
+            con.execute(f"alter table {self.staging_table(table)} add column {column.ddl}")
+        entry.missing_metadata = ()
         has_before = contract.BEFORE_IMAGE in rows.arrow.column_names
         if has_before and not entry.has_before:
             before = quote_ident(contract.BEFORE_IMAGE)
@@ -775,9 +776,9 @@ def _before_image_sql(entry: TableEntry, rows: ChangeRows) -> str:
         value = f"struct_extract({{0}}, {_braced(quote_literal(name))})"
         if column.sql:
             value = column.sql.replace("{}", value)
-        described = entry.columns.get(name.lower(), {})
-        if str(described.get("type", column.duckdb_type)).upper().startswith("DECIMAL"):
-            value = f"cast(cast({value} as {described.get('type', column.duckdb_type)}) as varchar)"
+        staging_type = str(entry.columns.get(name.lower(), {}).get("type", column.duckdb_type))
+        if staging_type.upper().startswith("DECIMAL"):
+            value = f"cast(cast({value} as {staging_type}) as varchar)"
         fields.append(f"{_braced(quote_ident(name))} := {value}")
     return f"case when {{0}} is not null then to_json(struct_pack({', '.join(fields)})) end"
 
