@@ -21,8 +21,9 @@
 
 {% macro cdc_contract_columns() -%}
     {#- The YAML columns (name, data_type, meta epoch_unit and cdc_arrives_later) of the model being built, in
-        YAML order. A unit test cannot see its model's YAML (dbt compiles it against a manifest of the test alone), so unit tests of CDC models
-        pass the columns with `overrides: {macros: {cdc_contract_columns: [...]}}`. -#}
+        YAML order. A unit test cannot see its model's YAML (dbt compiles it against a manifest of the test
+        alone), so unit tests of CDC models pass the columns with
+        `overrides: {macros: {cdc_contract_columns: [...]}}`. -#}
     {%- set columns = [] -%}
     {%- for column in (model.columns or {}).values() -%}
         {%- set meta = column.meta or {} -%}

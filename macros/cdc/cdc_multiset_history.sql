@@ -8,8 +8,8 @@
         cdc_multiset_current counts the copies of each image from here.
 
         Events of a table without a key may be spread over the topic's partitions, so an event is applied
-        once by its identity (the image and its source position, else its Kafka position), not by being newer than the
-        image's latest version. See docs/dbt.md, "Tables without a primary key". -#}
+        once by its identity (the image and its source position, else its Kafka position), not by being newer
+        than the image's latest version. See docs/dbt.md, "Tables without a primary key". -#}
     {{- config(incremental_predicates=['DBT_INTERNAL_DEST._is_current']) -}}
     {%- set columns = cdc_source_columns() -%}
     {%- set present = cdc_relation_columns(staging) -%}
@@ -31,29 +31,43 @@ staging as (
 
 ),
 
-typed as (
+before_images as (
 
-    -- both images in their contract types; a column Debezium did not send (unchanged TOAST value) is the
-    -- before image's, which REPLICA IDENTITY FULL sends whole
+    -- the update's before image in the contract's types, read once
     select
-        {%- for column in columns %}
-        {%- set old = cdc_before_value(column, present) if has_before
-            else 'cast(null as ' ~ column.data_type ~ ')' %}
-        case
-            when list_contains(coalesce(_cdc_unavailable_columns, []), '{{ column.name }}') then {{ old }}
-            else {{ cdc_typed_value(names[loop.index0], column, present) }}
-        end as {{ names[loop.index0] }},
-        {%- endfor %}
+        *,
         {%- if has_before %}
         case when _cdc_before is not null then struct_pack(
             {%- for column in columns %}
             {{ names[loop.index0] }} := {{ cdc_before_value(column, present) }}
             {{- ',' if not loop.last }}
             {%- endfor %}
-        ) end as _cdc_before_image,
+        ) end as _cdc_before_image
         {%- else %}
-        null as _cdc_before_image,
+        -- no update has carried one yet
+        cast(null as struct(
+            {%- for column in columns %}
+            {{ names[loop.index0] }} {{ column.data_type }}{{ ',' if not loop.last }}
+            {%- endfor %}
+        )) as _cdc_before_image
         {%- endif %}
+    from staging
+
+),
+
+typed as (
+
+    -- the after image in the contract's types; a column Debezium did not send (unchanged TOAST value) is
+    -- the before image's, which REPLICA IDENTITY FULL sends whole
+    select
+        {%- for column in columns %}
+        case
+            when list_contains(coalesce(_cdc_unavailable_columns, []), '{{ column.name }}')
+                then _cdc_before_image.{{ names[loop.index0] }}
+            else {{ cdc_typed_value(names[loop.index0], column, present) }}
+        end as {{ names[loop.index0] }},
+        {%- endfor %}
+        _cdc_before_image,
         _cdc_op,
         _cdc_source_ts,
         _cdc_lsn,
@@ -62,7 +76,7 @@ typed as (
         _kafka_partition as _cdc_kafka_partition,
         _kafka_offset as _cdc_kafka_offset,
         _batch_id as _cdc_batch_id
-    from staging
+    from before_images
 
 ),
 
@@ -92,7 +106,7 @@ images as (
     union all
     select
         {%- for name in names %}
-        struct_extract(_cdc_before_image, {{ "'" ~ columns[loop.index0].name ~ "'" }}) as {{ name }},
+        _cdc_before_image.{{ name }} as {{ name }},
         {%- endfor %}
         _cdc_before_hash as _cdc_row_hash,
         -1 as _cdc_row_delta,
@@ -104,7 +118,7 @@ images as (
 
 events as (
 
-    -- re-delivered copies of one event (same image, same LSN) collapse into the first copy
+    -- re-delivered copies of one event (same image, same source position) collapse into the first copy
     select *
     from images
     qualify row_number() over (
